@@ -1,0 +1,87 @@
+/**
+ * vmmu — the memory half of a hypervisor, in TypeScript.
+ *
+ * This module is the public API. Layers (see docs/ARCHITECTURE.md): `arch` (facts),
+ * `mem` (physical memory), `walk` (the guest page-table walker), `dump` (memory dumps).
+ *
+ * @example
+ * ```ts
+ * import { HostMemory, Memslots, GuestPhysical, PageTableBuilder, x86Leaf, CpuRole, cpuModel, translate } from "vmmu";
+ *
+ * const physical = new GuestPhysical(new Memslots(), new HostMemory(64 << 20));
+ * physical.memslots.add({ id: 0, baseGfn: 0, pages: 4096, hvaPage: 0x10000 });
+ * const regs = { cr0: 0x80010001n, cr4: 0x20n, efer: 0xd00n };
+ * const role = CpuRole.from(regs, cpuModel("qemu-max"));
+ * const tables = new PageTableBuilder(physical, role.format!, bumpAllocator(physical, 0x100, 64));
+ * tables.map(0x400000n, 0x200000, 4096, x86Leaf({ user: true }));
+ * const t = translate(physical, { ...regs, cr3: tables.cr3 }, 0x400123n, { cpu: "qemu-max" });
+ * // t.physical === 0x200123n, t.path lists the four entries
+ * ```
+ */
+
+export * from "./arch/access.js";
+export {
+  CPU_MODELS,
+  type CpuFeatures,
+  type CpuRegisters,
+  CpuRole,
+  CpuStateError,
+  cpuModel,
+  DEFAULT_CPU_MODEL,
+  type EptFeatures,
+  type PagingMode,
+} from "./arch/cpu.js";
+export * from "./arch/ept.js";
+export {
+  type EptFormatOptions,
+  eptFormat,
+  FORMAT_EPT,
+  FORMAT_X86,
+  PagingFormat,
+  type X86FormatOptions,
+  type X86PagingMode,
+  x86Format,
+} from "./arch/format.js";
+export * from "./arch/u64.js";
+export * from "./arch/x86.js";
+export {
+  CMPXCHG_CHANGED,
+  CMPXCHG_NOT_RAM,
+  CMPXCHG_OK,
+  CMPXCHG_READONLY,
+  type FrameSource,
+} from "./mem/frame-source.js";
+export { GuestPhysical, type PhysRead, type PhysStatus } from "./mem/guest-physical.js";
+export { HostAddressSpace, type InvalidateListener } from "./mem/host-address-space.js";
+export { HostMemory, HostMemoryExhaustedError } from "./mem/host-memory.js";
+export { type Memslot, MemslotError, type MemslotFlags, type MemslotSpec, Memslots } from "./mem/memslots.js";
+export {
+  bumpAllocator,
+  type EntryBits,
+  type EptLeafOptions,
+  eptLeaf,
+  PageTableBuilder,
+  type TableAllocator,
+  type X86LeafOptions,
+  x86Leaf,
+} from "./walk/builder.js";
+export {
+  cpuWalker,
+  eptPermissionTable,
+  eptWalker,
+  loadCr3,
+  type NptOptions,
+  nptWalker,
+  type RootLoad,
+} from "./walk/contexts.js";
+export { type CpuState, type TranslateOptions, translate } from "./walk/translate.js";
+export {
+  describeWalk,
+  type FaultName,
+  type PathEntry,
+  type Translation,
+  type WalkFault,
+} from "./walk/translation.js";
+export { VirtualMemory, type VirtualResult } from "./walk/virtual.js";
+export * from "./walk/walk.js";
+export { GuestWalker, type WalkerConfig } from "./walk/walker.js";

@@ -1,0 +1,69 @@
+/**
+ * The walker's view of physical memory: whole 4 KiB frames as 32-bit words.
+ *
+ * A frame lives somewhere in a word array (a chunk of host memory, a dump segment);
+ * `frameWords(gfn)` returns that array and leaves the index of the frame's first
+ * word in `frameBase`, so a paging-structure entry is read with one or two typed-array
+ * loads and no allocation. Implementations: `GuestPhysical` (memslots over host
+ * memory), `DumpMemory` (a guest memory dump), `HostMemory` (host tables), and the
+ * 2-D walker's translating view.
+ */
+export interface FrameSource {
+  /**
+   * The word array holding frame `gfn`, with `frameBase` set to the frame's first word;
+   * or null when the frame is not RAM (MMIO, no memslot, outside the dump).
+   * `frameBase` is valid until the next call.
+   */
+  frameWords(gfn: number): Uint32Array | null;
+  /** See `frameWords`. */
+  readonly frameBase: number;
+  /**
+   * Atomically replaces the 4- or 8-byte entry at physical address `pa` if it still holds
+   * (expLo, expHi), as the processor's locked A/D update does. Returns a CMPXCHG_* status.
+   */
+  compareExchange(
+    pa: number,
+    bytes: 4 | 8,
+    expLo: number,
+    expHi: number,
+    newLo: number,
+    newHi: number,
+  ): number;
+}
+
+export const CMPXCHG_OK = 0;
+/** The entry no longer holds the expected value; nothing was written. */
+export const CMPXCHG_CHANGED = 1;
+/** The frame is not writable (read-only memslot, read-only dump); nothing was written. */
+export const CMPXCHG_READONLY = 2;
+/** The address is not RAM. */
+export const CMPXCHG_NOT_RAM = 3;
+
+/** Index of the first word of a 4 KiB frame inside a 2 MiB chunk of 512 frames. */
+export const FRAME_WORDS = 1024;
+
+/**
+ * Compare-exchange on a frame already located by `frameWords` (shared by implementations
+ * that have no write restrictions of their own).
+ */
+export function compareExchangeWords(
+  words: Uint32Array,
+  base: number,
+  offsetInFrame: number,
+  bytes: 4 | 8,
+  expLo: number,
+  expHi: number,
+  newLo: number,
+  newHi: number,
+): number {
+  const i = base + (offsetInFrame >>> 2);
+  if (bytes === 8) {
+    if (words[i] !== expLo >>> 0 || words[i + 1] !== expHi >>> 0) return CMPXCHG_CHANGED;
+    words[i] = newLo;
+    words[i + 1] = newHi;
+  } else {
+    if (words[i] !== expLo >>> 0) return CMPXCHG_CHANGED;
+    words[i] = newLo;
+  }
+  return CMPXCHG_OK;
+}

@@ -1,0 +1,167 @@
+/**
+ * Guest-physical memory: reads, writes and compare-exchange at a guest-physical address,
+ * resolved through the memslots to host frames. An address no memslot covers is MMIO:
+ * reported as such, never an exception; a write to a read-only slot is reported too.
+ * Writes to a slot with dirty logging set its dirty bit.
+ */
+
+import type { FrameSource } from "./frame-source.js";
+import { CMPXCHG_NOT_RAM, CMPXCHG_OK, CMPXCHG_READONLY, compareExchangeWords } from "./frame-source.js";
+import { HostAddressSpace } from "./host-address-space.js";
+import type { HostMemory } from "./host-memory.js";
+import type { Memslot, Memslots } from "./memslots.js";
+
+/** Outcome of a physical access. */
+export type PhysStatus = "ok" | "mmio" | "readonly";
+
+export interface PhysRead {
+  status: "ok" | "mmio";
+  /** The little-endian value read (0n for MMIO). */
+  value: bigint;
+}
+
+export class GuestPhysical implements FrameSource {
+  frameBase = 0;
+  readonly hostSpace: HostAddressSpace;
+
+  constructor(
+    readonly memslots: Memslots,
+    hostSpaceOrMemory: HostAddressSpace | HostMemory,
+  ) {
+    this.hostSpace =
+      hostSpaceOrMemory instanceof HostAddressSpace
+        ? hostSpaceOrMemory
+        : new HostAddressSpace(hostSpaceOrMemory);
+  }
+
+  get hostMemory(): HostMemory {
+    return this.hostSpace.memory;
+  }
+
+  frameWords(gfn: number): Uint32Array | null {
+    const slot = this.memslots.find(gfn);
+    if (slot === undefined) return null;
+    const hfn = this.hostSpace.frameOf(slot.hvaPage + (gfn - slot.baseGfn));
+    const words = this.hostSpace.memory.frameWords(hfn);
+    this.frameBase = this.hostSpace.memory.frameBase;
+    return words;
+  }
+
+  compareExchange(
+    pa: number,
+    bytes: 4 | 8,
+    expLo: number,
+    expHi: number,
+    newLo: number,
+    newHi: number,
+  ): number {
+    const gfn = Math.floor(pa / 4096);
+    const slot = this.memslots.find(gfn);
+    if (slot === undefined) return CMPXCHG_NOT_RAM;
+    if (slot.flags.readOnly) return CMPXCHG_READONLY;
+    const words = this.frameWords(gfn)!;
+    const r = compareExchangeWords(words, this.frameBase, pa % 4096, bytes, expLo, expHi, newLo, newHi);
+    if (r === CMPXCHG_OK) markDirty(slot, gfn);
+    return r;
+  }
+
+  /** Reads `size` bytes (1, 2, 4 or 8) little-endian. */
+  read(gpa: number, size: 1 | 2 | 4 | 8): PhysRead {
+    checkAccess(gpa, size);
+    const bytes = new Uint8Array(size);
+    if (this.readBytes(gpa, bytes) !== "ok") return { status: "mmio", value: 0n };
+    return { status: "ok", value: leToBigint(bytes) };
+  }
+
+  /** Writes `size` bytes (1, 2, 4 or 8) little-endian; nothing is written unless every byte is writable RAM. */
+  write(gpa: number, size: 1 | 2 | 4 | 8, value: bigint | number): PhysStatus {
+    checkAccess(gpa, size);
+    let v = BigInt(value);
+    if (v < 0n || v >= 1n << BigInt(size * 8))
+      throw new RangeError(`value ${value} does not fit in ${size} bytes`);
+    const bytes = new Uint8Array(size);
+    for (let i = 0; i < size; i++, v >>= 8n) bytes[i] = Number(v & 0xffn);
+    return this.writeBytes(gpa, bytes);
+  }
+
+  /** 8-byte compare-exchange (naturally aligned), as a locked CMPXCHG8B. */
+  compareExchange64(
+    gpa: number,
+    expected: bigint,
+    desired: bigint,
+  ): { status: PhysStatus | "changed"; actual: bigint } {
+    checkAccess(gpa, 8);
+    if (gpa % 8 !== 0)
+      throw new RangeError(`compare-exchange address 0x${gpa.toString(16)} is not 8-byte aligned`);
+    const before = this.read(gpa, 8);
+    if (before.status !== "ok") return { status: "mmio", actual: 0n };
+    const r = this.compareExchange(gpa, 8, lo(expected), hi(expected), lo(desired), hi(desired));
+    if (r === CMPXCHG_READONLY) return { status: "readonly", actual: before.value };
+    if (r === CMPXCHG_OK) return { status: "ok", actual: expected };
+    return { status: "changed", actual: before.value };
+  }
+
+  /** Copies guest-physical memory into `dst`; "mmio" (and nothing meaningful in dst) if any byte is not RAM. */
+  readBytes(gpa: number, dst: Uint8Array): "ok" | "mmio" {
+    let done = 0;
+    while (done < dst.length) {
+      const a = gpa + done;
+      const gfn = Math.floor(a / 4096);
+      const words = this.frameWords(gfn);
+      if (!words) return "mmio";
+      const off = a % 4096;
+      const n = Math.min(4096 - off, dst.length - done);
+      const view = new Uint8Array(words.buffer, words.byteOffset + this.frameBase * 4 + off, n);
+      dst.set(view, done);
+      done += n;
+    }
+    return "ok";
+  }
+
+  /** Copies `src` into guest-physical memory; nothing is written unless every page is writable RAM. */
+  writeBytes(gpa: number, src: Uint8Array): PhysStatus {
+    for (let p = Math.floor(gpa / 4096); p <= Math.floor((gpa + src.length - 1) / 4096); p++) {
+      const slot = this.memslots.find(p);
+      if (!slot) return "mmio";
+      if (slot.flags.readOnly) return "readonly";
+    }
+    let done = 0;
+    while (done < src.length) {
+      const a = gpa + done;
+      const gfn = Math.floor(a / 4096);
+      const words = this.frameWords(gfn)!;
+      const off = a % 4096;
+      const n = Math.min(4096 - off, src.length - done);
+      new Uint8Array(words.buffer, words.byteOffset + this.frameBase * 4 + off, n).set(
+        src.subarray(done, done + n),
+      );
+      markDirty(this.memslots.find(gfn)!, gfn);
+      done += n;
+    }
+    return "ok";
+  }
+}
+
+function markDirty(slot: Memslot, gfn: number): void {
+  const bm = slot.dirtyBitmap;
+  if (bm !== null) {
+    const i = gfn - slot.baseGfn;
+    bm[i >>> 5] |= 1 << (i & 31);
+  }
+}
+
+function checkAccess(gpa: number, size: number): void {
+  if (!Number.isSafeInteger(gpa) || gpa < 0 || gpa >= 2 ** 52)
+    throw new RangeError(`guest-physical address ${gpa} is not a 52-bit address`);
+  if (size !== 1 && size !== 2 && size !== 4 && size !== 8)
+    throw new RangeError(`access size ${size} is not 1, 2, 4 or 8`);
+}
+
+function leToBigint(b: Uint8Array): bigint {
+  let v = 0n;
+  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
+  return v;
+}
+
+const lo = (v: bigint) => Number(v & 0xffffffffn);
+const hi = (v: bigint) => Number((v >> 32n) & 0xffffffffn);

@@ -1,0 +1,329 @@
+/**
+ * GuestWalker: one page-table walk engine for every format (x86 32-bit, PAE, 4/5-level,
+ * AMD NPT, Intel EPT), driven by a `PagingFormat` and a permission table.
+ *
+ * A walk has two steps, as in KVM's paging_tmpl.h:
+ *  1. `translate`: a pure walk. It reads one entry per level, checks presence, reserved bits
+ *     (and EPT misconfigurations), combines rights, computes the address, checks the access
+ *     and protection keys, and records the path and an accessed/dirty plan in a `Walk`.
+ *  2. `commitAccessedDirty`: sets the planned A/D flags by compare-exchange. If an entry
+ *     changed since step 1 (a self-referencing table updated by this very walk), the walk
+ *     is retried, as the processor's locked update would observe the new value.
+ * `walk` does both.
+ *
+ * Which entries get A on a failed walk is left to the implementation by the SDM (4.8);
+ * vmmu does what QEMU does: A on every level above the entry that faulted, never on the
+ * faulting entry itself, and D only on success.
+ */
+
+import {
+  ACCESS_FETCH,
+  ACCESS_GUEST_TABLE,
+  ACCESS_IMPLICIT,
+  ACCESS_LINEAR_VALID,
+  ACCESS_PERM_INDEX_MASK,
+  ACCESS_USER,
+  ACCESS_WRITE,
+} from "../arch/access.js";
+import {
+  EPT_XU,
+  EPTQ_FETCH,
+  EPTQ_LINEAR_TRANSLATION,
+  EPTQ_LINEAR_VALID,
+  EPTQ_READ,
+  EPTQ_WRITE,
+} from "../arch/ept.js";
+import { FORMAT_EPT, type PagingFormat } from "../arch/format.js";
+import { PFEC_P, PFEC_PK, PFEC_RSVD, PFEC_U, PFEC_W } from "../arch/x86.js";
+import { CMPXCHG_CHANGED, type FrameSource } from "../mem/frame-source.js";
+import {
+  FAULT_EPT_MISCONFIG,
+  FAULT_EPT_VIOLATION,
+  FAULT_GP,
+  FAULT_NONE,
+  FAULT_PAGE,
+  REASON_BAD_EPT_BITS,
+  REASON_NON_CANONICAL,
+  REASON_NOT_PRESENT,
+  REASON_PKEY,
+  REASON_PROTECTION,
+  REASON_RESERVED,
+  REASON_TABLE_NOT_RAM,
+  type Walk,
+} from "./walk.js";
+
+/** Everything that parameterises a walker besides memory: built by the factories in contexts.ts. */
+export interface WalkerConfig {
+  format: PagingFormat;
+  /** [access & 0x1f] → bit e set when effective rights e fault. */
+  permFault: Uint16Array;
+  /** PFEC_I when fetches report I/D in the error code. */
+  fetchErrorBit: number;
+  /** Protection keys in force for user pages (PKRU) / supervisor pages (PKRS). */
+  pke: boolean;
+  pks: boolean;
+  pkru: number;
+  pkrs: number;
+  /** CR0.WP: decides whether a key's write-disable binds supervisor writes. */
+  wp: boolean;
+}
+
+const MAX_RETRIES = 16;
+
+export class GuestWalker {
+  readonly memory: FrameSource;
+  readonly format: PagingFormat;
+  readonly permFault: Uint16Array;
+  readonly fetchErrorBit: number;
+  readonly pke: boolean;
+  readonly pks: boolean;
+  readonly pkru: number;
+  readonly pkrs: number;
+  readonly wp: boolean;
+  /** Root table frame (PAE: the PDPT's frame, informational). */
+  rootGfn = 0;
+  /** PAE: physical address of the PDPT (32-byte aligned). */
+  pdptAddr = 0;
+  /** PAE: the four PDPTE registers as lo/hi pairs. */
+  readonly pdpte = new Uint32Array(8);
+  /** Walks that had to be retried because an entry changed during the A/D update. */
+  retries = 0;
+
+  constructor(memory: FrameSource, config: WalkerConfig) {
+    this.memory = memory;
+    this.format = config.format;
+    this.permFault = config.permFault;
+    this.fetchErrorBit = config.fetchErrorBit;
+    this.pke = config.pke;
+    this.pks = config.pks;
+    this.pkru = config.pkru >>> 0;
+    this.pkrs = config.pkrs >>> 0;
+    this.wp = config.wp;
+  }
+
+  /**
+   * Walks `va` (halves) for an access (ACCESS_* bits), updates accessed/dirty flags, and
+   * fills `w`. Returns true when the access is allowed (`w.address` is the translation).
+   */
+  walk(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
+    for (let attempt = 0; ; attempt++) {
+      const ok = this.translate(vaHi, vaLo, access, w);
+      if (w.accessedCount === 0 || this.commitAccessedDirty(w) || attempt === MAX_RETRIES) return ok;
+      this.retries++;
+    }
+  }
+
+  /** Step 1: the pure walk (see the file comment). Never writes memory. */
+  translate(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
+    const f = this.format;
+    const mem = this.memory;
+    w.vaHi = vaHi;
+    w.vaLo = vaLo;
+    w.access = access;
+    w.registerMask = 0;
+    w.missingMask = 0;
+    w.setDirty = false;
+
+    // Canonical check (SDM 3.3.7.1): bits above the top index must copy its sign bit.
+    const bitsAbove = 64 - f.addressBits;
+    if (bitsAbove < 32 && f.kind !== FORMAT_EPT && (vaHi << bitsAbove) >> bitsAbove !== (vaHi | 0)) {
+      w.depth = 0;
+      return this.fail(w, 0, FAULT_GP, REASON_NON_CANONICAL, 0, 0);
+    }
+
+    let level = f.levels;
+    let tableGfn = this.rootGfn;
+    let perm = f.permMask;
+    let xd = 0;
+    let d = 0;
+    let lo = 0;
+    let hi = 0;
+    const wide = f.entryBytes === 8;
+
+    if (f.rootIsPdpteRegisters) {
+      // PAE: the top level comes from the PDPTE registers (checked when CR3 was loaded).
+      const i = vaLo >>> 30;
+      lo = this.pdpte[i * 2];
+      hi = this.pdpte[i * 2 + 1];
+      w.level[0] = 3;
+      w.entryAddr[0] = this.pdptAddr + i * 8;
+      w.lo[0] = w.newLo[0] = lo;
+      w.hi[0] = w.newHi[0] = hi;
+      w.registerMask = 1;
+      d = 1;
+      if ((lo & 1) === 0) return this.fail(w, d, FAULT_PAGE, REASON_NOT_PRESENT, 3, 0);
+      tableGfn = (hi & 0xfffff) * 0x100000 + (lo >>> 12);
+      level = 2;
+    }
+
+    for (;;) {
+      const shift = f.shifts[level];
+      const index =
+        (shift >= 32 ? vaHi >>> (shift - 32) : (vaLo >>> shift) | (vaHi << (32 - shift))) &
+        f.indexMasks[level];
+      const words = mem.frameWords(tableGfn);
+      w.level[d] = level;
+      w.entryAddr[d] = tableGfn * 4096 + index * f.entryBytes;
+      if (words === null) {
+        w.lo[d] = w.hi[d] = w.newLo[d] = w.newHi[d] = 0;
+        w.missingMask |= 1 << d;
+        return this.fail(
+          w,
+          d + 1,
+          f.kind === FORMAT_EPT ? FAULT_EPT_VIOLATION : FAULT_PAGE,
+          REASON_TABLE_NOT_RAM,
+          level,
+          0,
+        );
+      }
+      const base = mem.frameBase;
+      if (wide) {
+        lo = words[base + index * 2];
+        hi = words[base + index * 2 + 1];
+      } else {
+        lo = words[base + index];
+        hi = 0;
+      }
+      w.lo[d] = w.newLo[d] = lo;
+      w.hi[d] = w.newHi[d] = hi;
+      d++;
+
+      if ((lo & f.presentMask) === 0)
+        return this.fail(
+          w,
+          d,
+          f.kind === FORMAT_EPT ? FAULT_EPT_VIOLATION : FAULT_PAGE,
+          REASON_NOT_PRESENT,
+          level,
+          0,
+        );
+      // PS (bit 7) ends the walk only where the format allows pages at this level; elsewhere
+      // it is either reserved (caught below) or ignored (32-bit PDE with CR4.PSE=0).
+      const leaf = level === 1 || ((f.largeLevels >>> level) & (lo >>> 7) & 1) !== 0;
+      const k = level * 2 + (leaf ? 1 : 0);
+      if ((lo & f.rsvdLo[k]) !== 0 || (hi & f.rsvdHi[k]) !== 0)
+        return this.fail(
+          w,
+          d,
+          f.kind === FORMAT_EPT ? FAULT_EPT_MISCONFIG : FAULT_PAGE,
+          REASON_RESERVED,
+          level,
+          0,
+        );
+      if (f.kind === FORMAT_EPT) {
+        // With MBEC, user-execute counts as execute for the "execute-only" rule.
+        const xwr = (lo & 7) | (f.mbec && (lo & EPT_XU) !== 0 ? 4 : 0);
+        if (f.eptBadBits[leaf ? (lo & 0x38) | xwr : xwr] !== 0)
+          return this.fail(w, d, FAULT_EPT_MISCONFIG, REASON_BAD_EPT_BITS, level, 0);
+      }
+      perm &= lo;
+      xd |= hi;
+      if (leaf) break;
+      tableGfn = (hi & 0xfffff) * 0x100000 + (lo >>> 12);
+      level--;
+    }
+
+    // The translation: frame bits above the page offset, offset bits from the address.
+    const pageShift = f.shifts[level];
+    const offsetMask = (1 << pageShift) - 1;
+    const frameHi = f.pse36 && level === 2 ? (lo >>> 13) & 0xff : hi & 0xfffff;
+    w.address = frameHi * 0x100000000 + ((lo & ~offsetMask & 0xfffff000) >>> 0) + ((vaLo & offsetMask) >>> 0);
+    w.pageShift = pageShift;
+
+    let eff: number;
+    if (f.kind === FORMAT_EPT) eff = (perm & 7) | ((perm >>> 7) & 8);
+    else eff = ((perm >>> 1) & 3) | ((xd & f.xdMaskHi) === 0 ? 4 : 0);
+    w.effective = eff;
+    let faulted = ((this.permFault[access & ACCESS_PERM_INDEX_MASK] >>> eff) & 1) !== 0;
+
+    // Protection keys (SDM 4.6.2): data accesses only; PKRU governs user pages, PKRS supervisor pages.
+    let keyFault = false;
+    w.pkey = (hi >>> 27) & 15;
+    if ((this.pke || this.pks) && (access & ACCESS_FETCH) === 0) {
+      const userPage = (eff & 2) !== 0;
+      const reg = userPage ? (this.pke ? this.pkru : 0) : this.pks ? this.pkrs : 0;
+      const rights = reg >>> (w.pkey * 2);
+      const userAccess = (access & (ACCESS_USER | ACCESS_IMPLICIT)) === ACCESS_USER;
+      keyFault =
+        (rights & 1) !== 0 ||
+        ((rights & 2) !== 0 && (access & ACCESS_WRITE) !== 0 && (userAccess || this.wp));
+      faulted ||= keyFault;
+    }
+    if (faulted) {
+      const kind = f.kind === FORMAT_EPT ? FAULT_EPT_VIOLATION : FAULT_PAGE;
+      return this.fail(w, d, kind, keyFault ? REASON_PKEY : REASON_PROTECTION, level, perm);
+    }
+
+    w.fault = FAULT_NONE;
+    w.reason = 0;
+    w.errorCode = 0;
+    w.faultLevel = 0;
+    w.depth = d;
+    w.accessedCount = f.accessedMask === 0 ? 0 : d;
+    w.setDirty = (access & ACCESS_WRITE) !== 0;
+    return true;
+  }
+
+  /**
+   * Step 2: sets the accessed flags (and the leaf's dirty flag) the last `translate`
+   * planned, by compare-exchange. Returns false when an entry had changed and the walk
+   * must be retried. Entries in read-only memory are left as they are (KVM does the same
+   * for read-only memslots).
+   */
+  commitAccessedDirty(w: Walk): boolean {
+    const f = this.format;
+    const a = f.accessedMask;
+    const leaf = w.depth - 1;
+    for (let i = 0; i < w.accessedCount; i++) {
+      if ((w.registerMask >>> i) & 1) continue;
+      const lo = w.lo[i];
+      const next = (lo | a | (i === leaf && w.setDirty ? f.dirtyMask : 0)) >>> 0;
+      if (next === lo) continue;
+      const r = this.memory.compareExchange(
+        w.entryAddr[i],
+        f.entryBytes as 4 | 8,
+        lo,
+        w.hi[i],
+        next,
+        w.hi[i],
+      );
+      if (r === CMPXCHG_CHANGED) return false;
+      if (r === 0) w.newLo[i] = next;
+    }
+    return true;
+  }
+
+  private fail(w: Walk, depth: number, kind: number, reason: number, level: number, perm: number): false {
+    w.fault = kind;
+    w.reason = reason;
+    w.faultLevel = level;
+    w.depth = depth;
+    w.accessedCount = this.format.accessedMask === 0 || depth === 0 ? 0 : depth - 1;
+    w.address = 0;
+    w.pageShift = 0;
+    const a = w.access;
+    if (kind === FAULT_PAGE) {
+      let ec =
+        (a & ACCESS_WRITE ? PFEC_W : 0) |
+        ((a & (ACCESS_USER | ACCESS_IMPLICIT)) === ACCESS_USER ? PFEC_U : 0);
+      if (a & ACCESS_FETCH) ec |= this.fetchErrorBit;
+      if (reason === REASON_RESERVED) ec |= PFEC_P | PFEC_RSVD;
+      else if (reason === REASON_PROTECTION) ec |= PFEC_P;
+      else if (reason === REASON_PKEY) ec |= PFEC_P | PFEC_PK;
+      w.errorCode = ec;
+    } else if (kind === FAULT_EPT_VIOLATION) {
+      // Exit qualification (SDM Table 28-7). Bits 5:3 (6 with MBEC) are the rights of the
+      // entries walked so far ANDed together: zero when an entry was not present.
+      let q: number;
+      if (a & ACCESS_FETCH) q = EPTQ_FETCH;
+      else if (a & ACCESS_WRITE) q = a & ACCESS_GUEST_TABLE ? EPTQ_WRITE | EPTQ_READ : EPTQ_WRITE;
+      else q = EPTQ_READ;
+      if (reason === REASON_PROTECTION)
+        q |= ((perm & 7) << 3) | (this.format.mbec ? ((perm >>> 10) & 1) << 6 : 0);
+      if (a & ACCESS_LINEAR_VALID)
+        q |= EPTQ_LINEAR_VALID | (a & ACCESS_GUEST_TABLE ? 0 : EPTQ_LINEAR_TRANSLATION);
+      w.errorCode = q;
+    } else w.errorCode = 0;
+    return false;
+  }
+}
