@@ -37,6 +37,7 @@ export {
   eptFormat,
   FORMAT_EPT,
   FORMAT_X86,
+  highAddressReserved,
   PagingFormat,
   type X86FormatOptions,
   type X86PagingMode,

@@ -241,9 +241,12 @@ export class GuestWalker {
     w.pkey = (hi >>> 27) & 15;
     if ((this.pke || this.pks) && (access & ACCESS_FETCH) === 0) {
       const userPage = (eff & 2) !== 0;
-      const reg = userPage ? (this.pke ? this.pkru : 0) : this.pks ? this.pkrs : 0;
-      const rights = reg >>> (w.pkey * 2);
       const userAccess = (access & (ACCESS_USER | ACCESS_IMPLICIT)) === ACCESS_USER;
+      // PKRS governs supervisor-mode accesses to supervisor pages; a user-mode access to a
+      // supervisor page is refused by U/S alone, without PK (as QEMU 7.2 does; the SDM's PKS
+      // write-disable rule, which only names CR0.WP, presumes a supervisor-mode access).
+      const reg = userPage ? (this.pke ? this.pkru : 0) : this.pks && !userAccess ? this.pkrs : 0;
+      const rights = reg >>> (w.pkey * 2);
       keyFault =
         (rights & 1) !== 0 ||
         ((rights & 2) !== 0 && (access & ACCESS_WRITE) !== 0 && (userAccess || this.wp));

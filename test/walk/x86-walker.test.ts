@@ -295,6 +295,9 @@ describe("access rights", () => {
     s.tables.map(0x1000n, 0x5000, 4096, x86Leaf({ pkey: 5 }));
     expect(s.walker().walk(0, 0x1000, 0, s.w)).toBe(false);
     expect(s.w.errorCode).toBe(P | PK);
+    // A user-mode access to the supervisor page is refused by U/S; PKRS is not consulted.
+    expect(s.walker().walk(0, 0x1000, ACCESS_USER, s.w)).toBe(false);
+    expect(s.w.errorCode).toBe(P | U);
   });
 
   it("a reserved bit wins over a permission fault and sets RSVD with P", () => {
