@@ -108,7 +108,6 @@ async function main(): Promise<number> {
     const cases = generate(mode, { seed, randomCases: Math.max(0, perModeRandom - systematic) });
     return { mode, cases };
   });
-  const results = new Map<ModeNumber, Awaited<ReturnType<typeof runInQemu>>[]>();
   const tasks = work.flatMap(({ mode, cases }) => {
     const chunks: Case[][] = [];
     for (let i = 0; i < cases.length; i += BATCH_CASES) chunks.push(cases.slice(i, i + BATCH_CASES));
@@ -126,11 +125,9 @@ async function main(): Promise<number> {
   );
   done.sort((a, b) => a.mode - b.mode || a.k - b.k);
   for (const { mode, chunk, r } of done) {
-    const list = results.get(mode) ?? [];
-    list.push(r);
-    results.set(mode, list);
     const oracle = new VmmuOracle(r.maxPhyAddr);
-    const stats = (perMode[MODE_NAMES[mode]] ??= { cases: 0, failed: 0, deviations: 0, byLabel: {} });
+    perMode[MODE_NAMES[mode]] ??= { cases: 0, failed: 0, deviations: 0, byLabel: {} };
+    const stats = perMode[MODE_NAMES[mode]];
     chunk.forEach((c, i) => {
       const actual = r.outcomes[i];
       const vendor = c.deviation === "amd-bit8" ? "intel" : "amd";
