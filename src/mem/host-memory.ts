@@ -31,6 +31,8 @@ export class HostMemory implements FrameSource {
   private freeCount = 0;
   private nextUnused = 0;
   private used = 0;
+  /** Chunks handed out by `allocContiguous` whose storage is created on first touch. */
+  private readonly reserved = new Set<number>();
 
   /** @param capacityBytes host memory size; a multiple of 4 KiB. */
   constructor(capacityBytes: number) {
@@ -68,6 +70,28 @@ export class HostMemory implements FrameSource {
     return f;
   }
 
+  /**
+   * Allocates `count` physically contiguous frames aligned to `count` (a power of two of at
+   * least 512: a 2 MiB or 1 GiB host huge page), each with reference count 1 and zeroed.
+   * Storage is created chunk by chunk when first touched, so a 1 GiB page costs only what
+   * is used. Returns the first frame.
+   */
+  allocContiguous(count: number): number {
+    if (!Number.isInteger(count) || count < CHUNK_FRAMES || (count & (count - 1)) !== 0)
+      throw new RangeError(`contiguous allocation of ${count} frames: not a power of two of at least ${CHUNK_FRAMES}`);
+    const base = Math.ceil(this.nextUnused / count) * count;
+    if (base + count > this.capacity)
+      throw new HostMemoryExhaustedError(
+        `host memory exhausted: no ${count * 4} KiB contiguous range left in ${this.capacity * 4} KiB`,
+      );
+    // Frames skipped to align the range stay usable one by one.
+    for (let f = this.nextUnused; f < base; f++) this.pushFree(f);
+    this.nextUnused = base + count;
+    for (let c = base >>> CHUNK_SHIFT; c < (base + count) >>> CHUNK_SHIFT; c++) this.reserved.add(c);
+    this.used += count;
+    return base;
+  }
+
   /** Takes another reference to an allocated frame. */
   get(hfn: number): void {
     const r = this.refsOf(hfn);
@@ -79,25 +103,41 @@ export class HostMemory implements FrameSource {
     const r = this.refsOf(hfn);
     const i = hfn & (CHUNK_FRAMES - 1);
     if (--r[i] === 0) {
-      if (this.freeCount === this.free.length) {
-        const grown = new Int32Array(this.free.length * 2);
-        grown.set(this.free);
-        this.free = grown;
-      }
-      this.free[this.freeCount++] = hfn;
+      this.pushFree(hfn);
       this.used--;
     }
   }
 
+  private pushFree(hfn: number): void {
+    if (this.freeCount === this.free.length) {
+      const grown = new Int32Array(this.free.length * 2);
+      grown.set(this.free);
+      this.free = grown;
+    }
+    this.free[this.freeCount++] = hfn;
+  }
+
+  /** Creates the storage of a chunk reserved by `allocContiguous` (all its frames in use). */
+  private materialize(c: number): boolean {
+    if (!this.reserved.delete(c)) return false;
+    this.chunks[c] = new Uint32Array(CHUNK_FRAMES * FRAME_WORDS);
+    this.refs[c] = new Uint32Array(CHUNK_FRAMES).fill(1);
+    return true;
+  }
+
   /** Reference count of a frame (0 when free). */
   refCount(hfn: number): number {
+    if (this.reserved.has(hfn >>> CHUNK_SHIFT)) return 1;
     const r = this.refs[hfn >>> CHUNK_SHIFT];
     return r ? r[hfn & (CHUNK_FRAMES - 1)] : 0;
   }
 
   frameWords(hfn: number): Uint32Array | null {
-    const words = this.chunks[hfn >>> CHUNK_SHIFT];
-    if (words === undefined || hfn < 0) return null;
+    let words = this.chunks[hfn >>> CHUNK_SHIFT];
+    if (words === undefined) {
+      if (hfn < 0 || !this.materialize(hfn >>> CHUNK_SHIFT)) return null;
+      words = this.chunks[hfn >>> CHUNK_SHIFT]!;
+    }
     this.frameBase = (hfn & (CHUNK_FRAMES - 1)) * FRAME_WORDS;
     return words;
   }
@@ -123,6 +163,7 @@ export class HostMemory implements FrameSource {
   }
 
   private refsOf(hfn: number): Uint32Array {
+    if (Number.isInteger(hfn) && hfn >= 0) this.materialize(hfn >>> CHUNK_SHIFT);
     const r = this.refs[hfn >>> CHUNK_SHIFT];
     if (!Number.isInteger(hfn) || hfn < 0 || !r || r[hfn & (CHUNK_FRAMES - 1)] === 0)
       throw new RangeError(`host frame ${hfn} is not allocated`);

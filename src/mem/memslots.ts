@@ -10,6 +10,11 @@ export interface MemslotFlags {
   readonly readOnly: boolean;
   /** Guest writes are recorded in the slot's dirty bitmap. */
   readonly dirtyLog: boolean;
+  /**
+   * Private memory (TDX-style): reachable only through GPAs without stolen attribute bits;
+   * a stolen-bit ("shared") alias of it is treated as unbacked.
+   */
+  readonly private: boolean;
 }
 
 export interface MemslotSpec {
@@ -84,6 +89,7 @@ export class Memslots {
     const slot = this.make(spec.id, spec.baseGfn, spec.pages, spec.hvaPage, {
       readOnly: spec.flags?.readOnly ?? false,
       dirtyLog: spec.flags?.dirtyLog ?? false,
+      private: spec.flags?.private ?? false,
     });
     this.checkOverlap(slot, undefined);
     this.replace(undefined, slot);

@@ -1,0 +1,116 @@
+/**
+ * Guest-physical memory as a 2-D walk sees it: every guest frame the guest walker asks
+ * for is first translated through the host's EPT or NPT tables. Giving the ordinary
+ * `GuestWalker` this `FrameSource` turns it into the guest half of a two-dimensional
+ * walk (nesting by composition: no second walker).
+ *
+ * Guest paging-structure accesses are checked as the hardware checks them: EPT with A/D
+ * enabled treats them as writes (SDM 29.3.5), NPT treats them as user writes (APM 15.25.5;
+ * QEMU and KVM do the same); guest A/D updates are writes. When a translation fails, the
+ * failing EPT/NPT walk is kept in `nested` for the VM exit, and the guest walk sees "not
+ * RAM" and stops.
+ */
+
+import {
+  ACCESS_GUEST_TABLE,
+  ACCESS_LINEAR_VALID,
+  ACCESS_USER,
+  ACCESS_WRITE,
+  EPT_EFF_W,
+  X86_EFF_W,
+} from "../arch/access.js";
+import { FORMAT_EPT } from "../arch/format.js";
+import { CMPXCHG_NOT_RAM, type FrameSource } from "../mem/frame-source.js";
+import type { HostMemory } from "../mem/host-memory.js";
+import { Walk } from "../walk/walk.js";
+import type { GuestWalker } from "../walk/walker.js";
+
+export class NestedFrameSource implements FrameSource {
+  frameBase = 0;
+  /** The last EPT/NPT walk; after a failure, the one that failed. */
+  readonly nested = new Walk();
+  /** Set when a translation failed since `reset()`. */
+  failed = false;
+  /** EPT/NPT entries read since `reset()` (memory references of the host dimension). */
+  refs = 0;
+  /** Access descriptor for reading a guest paging-structure entry. */
+  readonly tableRead: number;
+  /** Access descriptor for a guest A/D update (a write to a paging-structure entry). */
+  readonly tableWrite: number;
+  // The translations made during the current walk (gfn → host frame, writable), so that the
+  // guest's A/D update reuses them as the hardware does instead of walking again.
+  private readonly seenGfn = new Float64Array(8);
+  private readonly seenHfn = new Float64Array(8);
+  private readonly seenWritable = new Uint8Array(8);
+  private seen = 0;
+  private readonly writableBit: number;
+
+  constructor(
+    readonly hostWalker: GuestWalker,
+    readonly host: HostMemory,
+  ) {
+    const ept = hostWalker.format.kind === FORMAT_EPT;
+    const ad = hostWalker.format.accessedMask !== 0;
+    this.tableRead = ept
+      ? ACCESS_GUEST_TABLE | ACCESS_LINEAR_VALID | (ad ? ACCESS_WRITE : 0)
+      : ACCESS_GUEST_TABLE | ACCESS_USER | ACCESS_WRITE;
+    this.tableWrite = this.tableRead | ACCESS_WRITE;
+    this.writableBit = ept ? EPT_EFF_W : X86_EFF_W;
+  }
+
+  reset(): void {
+    this.failed = false;
+    this.refs = 0;
+    this.seen = 0;
+  }
+
+  frameWords(gfn: number): Uint32Array | null {
+    const gpa = gfn * 4096;
+    const w = this.nested;
+    const ok = this.hostWalker.walk(Math.floor(gpa / 0x100000000), gpa >>> 0, this.tableRead, w);
+    this.refs += w.depth;
+    if (!ok) {
+      this.failed = true;
+      return null;
+    }
+    const hfn = Math.floor(w.address / 4096);
+    if (this.seen < 8) {
+      this.seenGfn[this.seen] = gfn;
+      this.seenHfn[this.seen] = hfn;
+      this.seenWritable[this.seen++] = w.effective & this.writableBit;
+    }
+    const words = this.host.frameWords(hfn);
+    this.frameBase = this.host.frameBase;
+    return words;
+  }
+
+  compareExchange(
+    pa: number,
+    bytes: 4 | 8,
+    expLo: number,
+    expHi: number,
+    newLo: number,
+    newHi: number,
+  ): number {
+    const gfn = Math.floor(pa / 4096);
+    for (let i = 0; i < this.seen; i++)
+      if (this.seenGfn[i] === gfn && this.seenWritable[i] !== 0)
+        return this.host.compareExchange(
+          this.seenHfn[i] * 4096 + (pa % 4096),
+          bytes,
+          expLo,
+          expHi,
+          newLo,
+          newHi,
+        );
+    // Not writable (or not seen): walk as a write, which faults or (after a host change) succeeds.
+    const w = this.nested;
+    const ok = this.hostWalker.walk(Math.floor(pa / 0x100000000), pa >>> 0, this.tableWrite, w);
+    this.refs += w.depth;
+    if (!ok) {
+      this.failed = true;
+      return CMPXCHG_NOT_RAM;
+    }
+    return this.host.compareExchange(w.address, bytes, expLo, expHi, newLo, newHi);
+  }
+}
