@@ -1,0 +1,370 @@
+/**
+ * A virtual CPU: control registers, a TLB, and the access path of every guest memory
+ * access, top to bottom:
+ *
+ *   load/store/fetch(va)
+ *     → Tlb.lookup (one index, one compare)                    hit: host physical address
+ *     → miss: the hardware's 2-D walk (guest tables × EPT/NPT)   ok: fill the TLB
+ *         guest fault  → returned to the caller (who plays the guest kernel) as #PF/#GP
+ *         host fault   → VM exit → Mmu.handleFault → retry, or MMIO → emulate the device
+ *     → read or write host memory
+ *
+ * Accesses return values, never throw, for anything the guest can do; bad arguments
+ * (sizes, addresses that are not numbers) throw at the API edge.
+ */
+
+import {
+  ACCESS_WRITE,
+  type AccessKind,
+  EPT_EFF_R,
+  EPT_EFF_W,
+  EPT_EFF_X,
+  EPT_EFF_XU,
+  X86_EFF_U,
+  X86_EFF_W,
+  X86_EFF_X,
+} from "../arch/access.js";
+import { CpuRole, CpuStateError } from "../arch/cpu.js";
+import { FORMAT_EPT } from "../arch/format.js";
+import { hi32, lo32, toU64, type U64Input } from "../arch/u64.js";
+import { CR4_PCIDE, PTE_D, PTE_G } from "../arch/x86.js";
+import { NestedFrameSource } from "../hw/nested-frames.js";
+import { TLB_MISS, Tlb, tlbAttrs } from "../hw/tlb.js";
+import type { TlbConfig } from "../hw/tlb-config.js";
+import { TWO_D_GUEST_FAULT, TWO_D_OK, TwoDimensionalWalk } from "../hw/two-dimensional-walk.js";
+import { MMU_MMIO } from "../mmu/mmu.js";
+import { loadCr3 } from "../walk/contexts.js";
+import type { CpuState } from "../walk/translate.js";
+import { FAULT_EPT_MISCONFIG, FAULT_GP, REASON_RESERVED } from "../walk/walk.js";
+import { GuestWalker } from "../walk/walker.js";
+import type { Vm } from "./vm.js";
+
+/** A fault the guest must handle, as its kernel would see it. */
+export interface GuestFault {
+  /** 14 (#PF) or 13 (#GP). */
+  vector: number;
+  errorCode: number;
+  /** The faulting linear address (CR2 for #PF). */
+  address: bigint;
+}
+
+export type AccessResult<T> = { ok: true; value: T } | { ok: false; fault: GuestFault };
+
+/** `translate` results below zero. */
+const GUEST_FAULT = -1;
+const MMIO = -2;
+
+/** Exit reasons counted per vCPU. */
+export interface ExitCounts {
+  eptViolation: number;
+  eptMisconfig: number;
+  npf: number;
+  mmio: number;
+}
+
+const ALL_ALLOWED = new Uint16Array(32);
+
+export class Vcpu {
+  readonly tlb: Tlb;
+  /** VPID (ASID) tagging this vCPU's TLB entries. */
+  readonly vpid: number;
+  readonly stats = {
+    accesses: 0,
+    tlbHits: 0,
+    tlbMisses: 0,
+    walks: 0,
+    walkRefs: 0,
+    completedWalks: 0,
+    completedWalkRefs: 0,
+    guestFaults: 0,
+    mmioAccesses: 0,
+  };
+  readonly exits: ExitCounts = { eptViolation: 0, eptMisconfig: 0, npf: 0, mmio: 0 };
+  /** The last guest fault (valid after an access returned a fault). */
+  readonly fault: GuestFault = { vector: 0, errorCode: 0, address: 0n };
+
+  private role: CpuRole | null = null;
+  private cr0 = 0;
+  private cr4 = 0;
+  private cr3 = 0n;
+  private readonly frames: NestedFrameSource;
+  private readonly twoD: TwoDimensionalWalk;
+  private readonly ept: boolean;
+  private readonly mbec: boolean;
+  private readonly eptAd: boolean;
+  private mmioGpa = 0;
+  private readonly bytes = new Uint8Array(8);
+
+  constructor(
+    readonly vm: Vm,
+    readonly id: number,
+    tlb: TlbConfig | string | undefined,
+  ) {
+    this.vpid = id + 1;
+    this.tlb = new Tlb(tlb);
+    this.frames = new NestedFrameSource(vm.mmu.walker, vm.host);
+    this.twoD = new TwoDimensionalWalk(null, this.frames);
+    const f = vm.mmu.walker.format;
+    this.ept = f.kind === FORMAT_EPT;
+    this.mbec = f.mbec;
+    this.eptAd = this.ept && f.accessedMask !== 0;
+  }
+
+  /** The current CPU role (after `setState`). */
+  get cpuRole(): CpuRole {
+    if (!this.role) throw new CpuStateError(`vCPU ${this.id} has no register state yet (call setState)`);
+    return this.role;
+  }
+
+  /** Loads a complete register state (as at VM entry): every TLB entry of this vCPU is dropped. */
+  setState(s: CpuState): void {
+    const role = CpuRole.from(s, this.vm.cpu);
+    if (this.vm.stolenBits.length > 0 && role.mode !== "4level" && role.mode !== "5level")
+      throw new CpuStateError(`stolen GPA bits need a 4- or 5-level guest paging mode, not ${role.mode}`);
+    this.cr0 = Number(toU64(s.cr0, "CR0"));
+    this.cr4 = Number(toU64(s.cr4, "CR4"));
+    this.tlb.flushVpid(this.vpid);
+    this.installRole(role);
+    this.loadRoot(toU64(s.cr3, "CR3"), false);
+  }
+
+  /** MOV to CR3 (with the no-flush bit 63 under CR4.PCIDE). Throws CpuStateError where the CPU raises #GP. */
+  writeCr3(value: U64Input): void {
+    this.loadRoot(toU64(value, "CR3"), true);
+  }
+
+  /** INVLPG. */
+  invlpg(va: U64Input): void {
+    const v = toU64(va, "linear address");
+    this.tlb.invlpg(hi32(v), lo32(v));
+  }
+
+  private installRole(role: CpuRole): void {
+    this.role = role;
+    this.tlb.setPermissions(
+      role.format === null
+        ? { permFault: ALL_ALLOWED, wp: false, pke: false, pks: false, pkru: 0, pkrs: 0 }
+        : role,
+    );
+    this.twoD.guestWalker =
+      role.format === null
+        ? null
+        : new GuestWalker(this.frames, {
+            format: role.format,
+            permFault: role.permFault,
+            fetchErrorBit: role.fetchErrorBit,
+            pke: role.pke,
+            pks: role.pks,
+            pkru: role.pkru,
+            pkrs: role.pkrs,
+            wp: role.wp,
+          });
+  }
+
+  private loadRoot(cr3: bigint, asMov: boolean): void {
+    const role = this.cpuRole;
+    const pcide = (this.cr4 & CR4_PCIDE) !== 0;
+    const pcid = pcide ? Number(cr3 & 0xfffn) : 0;
+    const noFlush = pcide && cr3 >> 63n === 1n;
+    const gw = this.twoD.guestWalker;
+    if (gw !== null) {
+      // In PAE mode the load reads the PDPTEs through EPT/NPT: a host fault there is a VM exit.
+      for (let tries = 0; ; tries++) {
+        this.frames.reset();
+        const r = loadCr3(gw, role, cr3);
+        if (r.ok) break;
+        if (!this.frames.failed) throw new CpuStateError(r.reason);
+        const h = this.frames.nested;
+        this.vmExit(h.vaHi * 0x100000000 + h.vaLo, h.access, this.isMisconfig());
+        if (tries > 8) throw new Error(`vCPU ${this.id}: the MMU did not map the PDPT at CR3 load`);
+      }
+    }
+    this.cr3 = cr3;
+    if (asMov) this.tlb.movToCr3(pcid, noFlush);
+    this.tlb.setContext(this.vpid, pcid, 1);
+  }
+
+  // -------------------------------------------------------------------------------------
+  // The access path
+
+  /** Reads `size` (1, 2, 4 or 8) bytes at `va` as the current CPL would. */
+  load(va: U64Input, size: 1 | 2 | 4 | 8): AccessResult<bigint> {
+    return this.access(va, size, "read", 0n);
+  }
+
+  /** Writes `size` bytes of `value` (little-endian) at `va`. */
+  store(va: U64Input, size: 1 | 2 | 4 | 8, value: bigint | number): AccessResult<bigint> {
+    return this.access(va, size, "write", BigInt(value));
+  }
+
+  /** Fetches `size` instruction bytes at `va`. */
+  fetch(va: U64Input, size: 1 | 2 | 4 | 8): AccessResult<bigint> {
+    return this.access(va, size, "fetch", 0n);
+  }
+
+  private access(vaIn: U64Input, size: number, kind: AccessKind, value: bigint): AccessResult<bigint> {
+    if (size !== 1 && size !== 2 && size !== 4 && size !== 8)
+      throw new RangeError(`access size ${size} is not 1, 2, 4 or 8`);
+    const va = toU64(vaIn, "linear address");
+    const role = this.cpuRole;
+    const access = role.accessFor(kind);
+    if (kind === "write") {
+      if (value < 0n || value >= 1n << BigInt(size * 8))
+        throw new RangeError(`value ${value} does not fit in ${size} bytes`);
+      for (let i = 0; i < size; i++) this.bytes[i] = Number((value >> BigInt(i * 8)) & 0xffn);
+    }
+    const ok = this.accessBytes(hi32(va), lo32(va), size, access);
+    if (!ok) return { ok: false, fault: { ...this.fault } };
+    let v = 0n;
+    if (kind !== "write") for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(this.bytes[i]);
+    return { ok: true, value: kind === "write" ? value : v };
+  }
+
+  /**
+   * Moves `size` bytes between `this.bytes` and guest memory at (vaHi, vaLo). Both pages
+   * of a page-crossing access are translated before either is touched.
+   */
+  private accessBytes(vaHi: number, vaLo: number, size: number, access: number): boolean {
+    this.stats.accesses++;
+    const first = 4096 - (vaLo & 0xfff);
+    if (first >= size) return this.onePage(0, size, access, this.translate(vaHi, vaLo, access));
+    const lo2 = (vaLo + first) >>> 0;
+    const hi2 = lo2 < vaLo ? (vaHi + 1) >>> 0 : vaHi;
+    const a = this.translate(vaHi, vaLo, access);
+    if (a === GUEST_FAULT) return false;
+    const gpaA = this.mmioGpa;
+    const b = this.translate(hi2, lo2, access);
+    if (b === GUEST_FAULT) return false;
+    const gpaB = this.mmioGpa;
+    this.mmioGpa = gpaA;
+    this.onePage(0, first, access, a);
+    this.mmioGpa = gpaB;
+    return this.onePage(first, size - first, access, b);
+  }
+
+  private onePage(at: number, n: number, access: number, hpa: number): boolean {
+    if (hpa === GUEST_FAULT) return false;
+    const write = (access & ACCESS_WRITE) !== 0;
+    if (hpa === MMIO) {
+      this.stats.mmioAccesses++;
+      if (write) {
+        let v = 0n;
+        for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(this.bytes[at + i]);
+        this.vm.mmio.write(this.mmioGpa, n, v);
+      } else {
+        let v = this.vm.mmio.read(this.mmioGpa, n);
+        for (let i = 0; i < n; i++, v >>= 8n) this.bytes[at + i] = Number(v & 0xffn);
+      }
+      return true;
+    }
+    const host = this.vm.host;
+    const words = host.frameWords(Math.floor(hpa / 4096))!;
+    const view = new Uint8Array(words.buffer, words.byteOffset + host.frameBase * 4 + (hpa % 4096), n);
+    if (write) view.set(this.bytes.subarray(at, at + n));
+    else this.bytes.set(view, at);
+    return true;
+  }
+
+  /**
+   * Linear → host physical for one access: the TLB, else a 2-D walk with VM exits handled.
+   * Returns the host physical address, GUEST_FAULT (`fault` filled) or MMIO (`mmioGpa`).
+   */
+  translate(vaHi: number, vaLo: number, access: number): number {
+    const hpa = this.tlb.lookup(vaHi, vaLo, access);
+    if (hpa !== TLB_MISS) {
+      this.stats.tlbHits++;
+      return hpa;
+    }
+    this.stats.tlbMisses++;
+    return this.miss(vaHi, vaLo, access);
+  }
+
+  private miss(vaHi: number, vaLo: number, access: number): number {
+    const t = this.twoD;
+    for (let exits = 0; ; exits++) {
+      const r = t.walk(vaHi, vaLo, access);
+      this.stats.walks++;
+      this.stats.walkRefs += t.refs;
+      if (r === TWO_D_OK) {
+        this.stats.completedWalks++;
+        this.stats.completedWalkRefs += t.refs;
+        this.fill(vaHi, vaLo);
+        return t.hostPhysical;
+      }
+      if (r === TWO_D_GUEST_FAULT)
+        return this.guestFault(vaHi, vaLo, t.guest.fault === FAULT_GP ? 13 : 14, t.guest.errorCode);
+      // A VM exit: the host tables refused the access.
+      this.tlb.eptViolation(vaHi, vaLo);
+      const h = t.host;
+      const outcome = this.vmExit(h.vaHi * 0x100000000 + h.vaLo, h.access, this.isMisconfig());
+      if (outcome === MMU_MMIO) {
+        this.exits.mmio++;
+        // A guest paging structure in MMIO space cannot be walked: the guest sees "not present".
+        if (t.hostFaultOnTable) return this.guestFault(vaHi, vaLo, 14, t.guest.errorCode);
+        this.mmioGpa = this.vm.mmu.mmioGpa;
+        return MMIO;
+      }
+      if (exits === 16)
+        throw new Error(
+          `vCPU ${this.id}: the MMU did not resolve a fault at GPA 0x${(h.vaHi * 2 ** 32 + h.vaLo).toString(16)}`,
+        );
+    }
+  }
+
+  private isMisconfig(): boolean {
+    const h = this.frames.nested;
+    return this.ept ? h.fault === FAULT_EPT_MISCONFIG : h.reason === REASON_RESERVED;
+  }
+
+  private vmExit(gpa: number, access: number, misconfig: boolean): number {
+    if (!this.ept) this.exits.npf++;
+    else if (misconfig) this.exits.eptMisconfig++;
+    else this.exits.eptViolation++;
+    return this.vm.mmu.handleFault(this.id, gpa, access, misconfig);
+  }
+
+  private guestFault(vaHi: number, vaLo: number, vector: number, errorCode: number): number {
+    this.stats.guestFaults++;
+    this.fault.vector = vector;
+    this.fault.errorCode = errorCode;
+    this.fault.address = (BigInt(vaHi >>> 0) << 32n) | BigInt(vaLo >>> 0);
+    // A #PF invalidates the TLB entries for the faulting address (SDM 4.10.4.2).
+    if (vector === 14) this.tlb.pageFault(vaHi, vaLo);
+    return GUEST_FAULT;
+  }
+
+  /** Caches the combined guest+host translation of the last 2-D walk. */
+  private fill(vaHi: number, vaLo: number): void {
+    const t = this.twoD;
+    const g = t.guest;
+    const h = t.host;
+    const paging = t.guestWalker !== null;
+    let eff = paging ? g.effective : X86_EFF_W | X86_EFF_U | X86_EFF_X;
+    let dirty = paging ? (g.newLo[g.depth - 1] & PTE_D) !== 0 : true;
+    const global = paging && this.cpuRole.pge && (g.newLo[g.depth - 1] & PTE_G) !== 0;
+    const he = h.effective;
+    if (this.ept) {
+      if ((he & EPT_EFF_R) === 0) return; // execute-only: every read must walk (and fault)
+      if ((he & EPT_EFF_W) === 0) eff &= ~X86_EFF_W;
+      const exec = this.mbec && (eff & X86_EFF_U) !== 0 ? he & EPT_EFF_XU : he & EPT_EFF_X;
+      if (exec === 0) eff &= ~X86_EFF_X;
+      if (this.eptAd && (h.newLo[h.depth - 1] & (1 << 9)) === 0) dirty = false;
+    } else {
+      if ((he & X86_EFF_W) === 0) eff &= ~X86_EFF_W;
+      if ((he & X86_EFF_X) === 0) eff &= ~X86_EFF_X;
+      if ((h.newLo[h.depth - 1] & PTE_D) === 0) dirty = false;
+    }
+    this.tlb.insert(
+      vaHi,
+      vaLo,
+      t.hostPhysical,
+      t.pageShift,
+      tlbAttrs(eff, dirty, paging ? g.pkey : 0, global),
+    );
+  }
+
+  /** Flush requested by the MMU (remote or local). */
+  flushTlb(): number {
+    return this.tlb.flushTag(1);
+  }
+}
