@@ -34,8 +34,20 @@ export type MemslotChange =
   | { kind: "move"; old: Memslot; slot: Memslot }
   | { kind: "flags"; old: Memslot; slot: Memslot };
 
+/** What an MMU sees of a vCPU. */
+export interface MmuVcpu {
+  readonly id: number;
+}
+
 export interface Mmu {
   readonly kind: "tdp" | "shadow" | "shadow-pv" | "nested";
+  /**
+   * The vCPU loaded a new guest root or paging mode (MOV CR3/CR0/CR4, VM entry). A shadow
+   * MMU finds or builds the shadow root for it; a TDP MMU's root does not depend on it.
+   */
+  loadRoot(vcpu: MmuVcpu): void;
+  /** The guest invalidated one linear page (INVLPG); a shadow MMU resynchronises its entry. */
+  invalidatePage(vcpu: MmuVcpu, vaHi: number, vaLo: number): void;
   /** Called after the memslots changed. */
   memslotChanged(change: MemslotChange): void;
   /** Returns the slot's dirty bitmap (one bit per page) and clears it, re-protecting what it reported. */

@@ -84,6 +84,7 @@ export class Vcpu {
   readonly fault: GuestFault = { vector: 0, errorCode: 0, address: 0n };
 
   private role: CpuRole | null = null;
+  private state: CpuState = { cr0: 0n, cr4: 0n, cr3: 0n };
   private cr0 = 0;
   private cr4 = 0;
   private cr3 = 0n;
@@ -123,9 +124,32 @@ export class Vcpu {
       throw new CpuStateError(`stolen GPA bits need a 4- or 5-level guest paging mode, not ${role.mode}`);
     this.cr0 = Number(toU64(s.cr0, "CR0"));
     this.cr4 = Number(toU64(s.cr4, "CR4"));
+    this.state = { ...s };
     this.tlb.flushVpid(this.vpid);
     this.installRole(role);
     this.loadRoot(toU64(s.cr3, "CR3"), false);
+  }
+
+  /** CR3 as last loaded (as software wrote it). */
+  get currentCr3(): bigint {
+    return this.cr3;
+  }
+
+  /**
+   * MOV to CR0 / CR4 with a new value: the role is rebuilt and the TLB flushed as the SDM
+   * requires for that change (4.10.4.1). Throws CpuStateError for values the CPU refuses.
+   */
+  writeControl(register: "cr0" | "cr4", value: U64Input): void {
+    const v = Number(toU64(value, register.toUpperCase()));
+    const next: CpuState = { ...this.state, [register]: BigInt(v), cr3: this.cr3 };
+    const role = CpuRole.from(next, this.vm.cpu);
+    this.state = next;
+    if (register === "cr0") this.tlb.movToCr0(this.cr0, v);
+    else this.tlb.movToCr4(this.cr4, v);
+    if (register === "cr0") this.cr0 = v;
+    else this.cr4 = v;
+    this.installRole(role);
+    this.loadRoot(this.cr3, false);
   }
 
   /** MOV to CR3 (with the no-flush bit 63 under CR4.PCIDE). Throws CpuStateError where the CPU raises #GP. */
@@ -137,6 +161,7 @@ export class Vcpu {
   invlpg(va: U64Input): void {
     const v = toU64(va, "linear address");
     this.tlb.invlpg(hi32(v), lo32(v));
+    this.vm.mmu.invalidatePage(this, hi32(v), lo32(v));
   }
 
   private installRole(role: CpuRole): void {
@@ -182,6 +207,7 @@ export class Vcpu {
     this.cr3 = cr3;
     if (asMov) this.tlb.movToCr3(pcid, noFlush);
     this.tlb.setContext(this.vpid, pcid, 1);
+    this.vm.mmu.loadRoot(this);
   }
 
   // -------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import { eptFormat, x86Format } from "../../arch/format.js";
 import type { Memslot } from "../../mem/memslots.js";
 import { eptWalker, nptWalker } from "../../walk/contexts.js";
 import type { GuestWalker } from "../../walk/walker.js";
-import { type MemslotChange, MMU_MMIO, MMU_RETRY, type Mmu, type MmuHost } from "../mmu.js";
+import { type MemslotChange, MMU_MMIO, MMU_RETRY, type Mmu, type MmuHost, type MmuVcpu } from "../mmu.js";
 import { MMIO_GEN_MASK, SPTE_HOST_WRITABLE_HI, SPTE_MMU_WRITABLE_HI, SpteFormat } from "../spte.js";
 
 export interface TdpMmuOptions {
@@ -148,6 +148,12 @@ export class TdpMmu implements Mmu {
   get tableFrames(): number {
     return this.tables.size;
   }
+
+  /** The guest's CR3 is not part of a direct map: nothing to do. */
+  loadRoot(_vcpu: MmuVcpu): void {}
+
+  /** INVLPG concerns the guest's TLB entries only; the direct map is unaffected. */
+  invalidatePage(_vcpu: MmuVcpu, _vaHi: number, _vaLo: number): void {}
 
   // ---------------------------------------------------------------------------------------
   // (i) The fault
