@@ -50,6 +50,10 @@ export interface GuestFault {
 
 export type AccessResult<T> = { ok: true; value: T } | { ok: false; fault: GuestFault };
 
+/** `Vcpu.status` values. */
+export const ACCESS_OK = 0;
+export const ACCESS_FAULTED = 1;
+
 /** `translate` results below zero. */
 const GUEST_FAULT = -1;
 const MMIO = -2;
@@ -212,6 +216,61 @@ export class Vcpu {
 
   // -------------------------------------------------------------------------------------
   // The access path
+
+  /** Status of the last `read32`/`write32`: ACCESS_OK, or ACCESS_FAULTED (`fault` holds the guest fault). */
+  status = ACCESS_OK;
+
+  /**
+   * The hot path: an aligned 4-byte read at (vaHi, vaLo) with access descriptor `access`
+   * (ACCESS_* bits, e.g. from `cpuRole.accessFor("read")`). Returns the value; `status`
+   * says whether it faulted. A TLB hit is one lookup and one load.
+   */
+  read32(vaHi: number, vaLo: number, access: number): number {
+    if ((vaLo & 3) !== 0) throw new RangeError("read32 needs a 4-byte aligned address");
+    this.stats.accesses++;
+    let hpa = this.tlb.lookup(vaHi, vaLo, access);
+    if (hpa === TLB_MISS) {
+      this.stats.tlbMisses++;
+      hpa = this.miss(vaHi, vaLo, access);
+      if (hpa < 0) return this.slowEnd(hpa, 4, false, 0);
+    } else this.stats.tlbHits++;
+    this.status = ACCESS_OK;
+    const host = this.vm.host;
+    const words = host.frameWords(Math.floor(hpa / 4096))!;
+    return words[host.frameBase + ((hpa & 0xfff) >>> 2)];
+  }
+
+  /** The hot path for an aligned 4-byte write; see `read32`. Returns whether it completed. */
+  write32(vaHi: number, vaLo: number, access: number, value: number): boolean {
+    if ((vaLo & 3) !== 0) throw new RangeError("write32 needs a 4-byte aligned address");
+    this.stats.accesses++;
+    let hpa = this.tlb.lookup(vaHi, vaLo, access);
+    if (hpa === TLB_MISS) {
+      this.stats.tlbMisses++;
+      hpa = this.miss(vaHi, vaLo, access);
+      if (hpa < 0) return this.slowEnd(hpa, 4, true, value) === 0 && this.status === ACCESS_OK;
+    } else this.stats.tlbHits++;
+    this.status = ACCESS_OK;
+    const host = this.vm.host;
+    const words = host.frameWords(Math.floor(hpa / 4096))!;
+    words[host.frameBase + ((hpa & 0xfff) >>> 2)] = value;
+    return true;
+  }
+
+  /** A fault or an MMIO access on the hot path. */
+  private slowEnd(r: number, size: number, write: boolean, value: number): number {
+    if (r === GUEST_FAULT) {
+      this.status = ACCESS_FAULTED;
+      return 0;
+    }
+    this.status = ACCESS_OK;
+    this.stats.mmioAccesses++;
+    if (write) {
+      this.vm.mmio.write(this.mmioGpa, size, BigInt(value >>> 0));
+      return 0;
+    }
+    return Number(this.vm.mmio.read(this.mmioGpa, size));
+  }
 
   /** Reads `size` (1, 2, 4 or 8) bytes at `va` as the current CPL would. */
   load(va: U64Input, size: 1 | 2 | 4 | 8): AccessResult<bigint> {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { bumpAllocator, CpuRole, cpuModel, PageTableBuilder, x86Leaf } from "../../src/index.js";
+import { ACCESS_FAULTED, ACCESS_OK } from "../../src/vm/vcpu.js";
 import { Vm, type VmOptions } from "../../src/vm/vm.js";
 
 const REGS = { cr0: 0x80010001n, cr4: 0x20n, efer: 0xd00n };
@@ -27,6 +28,36 @@ describe("TDP: the access path", () => {
     const walks = vcpu.stats.walks;
     vcpu.load(0x400018n, 4);
     expect(vcpu.stats.walks).toBe(walks);
+  });
+
+  it("read32/write32: the hot path agrees with load/store, faults set status", () => {
+    const { vm, tables, vcpu } = guestVm();
+    tables.map(0x400000n, 0x200000, 4096, x86Leaf());
+    vcpu.setState({ ...REGS, cr3: tables.cr3 });
+    const r = vcpu.cpuRole.accessFor("read");
+    const w = vcpu.cpuRole.accessFor("write");
+    expect(vcpu.write32(0, 0x400008, w, 0xdeadbeef)).toBe(true);
+    expect(vcpu.read32(0, 0x400008, r) >>> 0).toBe(0xdeadbeef);
+    expect(vcpu.load(0x400008n, 4)).toEqual({ ok: true, value: 0xdeadbeefn });
+    expect(vm.physical.read(0x200008, 4).value).toBe(0xdeadbeefn);
+    vcpu.read32(0, 0x900000, r);
+    expect(vcpu.status).toBe(ACCESS_FAULTED);
+    expect(vcpu.fault).toMatchObject({ vector: 14, errorCode: 0 });
+    vcpu.read32(0, 0x400000, r);
+    expect(vcpu.status).toBe(ACCESS_OK);
+    expect(() => vcpu.read32(0, 0x400001, r)).toThrow(/aligned/);
+  });
+
+  it("MOV to CR4 toggling PGE drops global entries; MOV to CR3 keeps them", () => {
+    const { tables, vcpu } = guestVm();
+    tables.map(0x400000n, 0x200000, 4096, x86Leaf({ global: true }));
+    vcpu.setState({ ...REGS, cr4: 0xa0n, cr3: tables.cr3 });
+    vcpu.load(0x400000n, 1);
+    expect(vcpu.tlb.entriesInUse).toBe(1);
+    vcpu.writeCr3(tables.cr3);
+    expect(vcpu.tlb.entriesInUse).toBe(1); // global survives MOV CR3
+    vcpu.writeControl("cr4", 0x20n);
+    expect(vcpu.tlb.entriesInUse).toBe(0);
   });
 
   it("counts 24 memory references for a 4-level guest on 4-level EPT", () => {
