@@ -86,3 +86,48 @@ export {
 export { VirtualMemory, type VirtualResult } from "./walk/virtual.js";
 export * from "./walk/walk.js";
 export { GuestWalker, type WalkerConfig } from "./walk/walker.js";
+
+// Dump layer (src/dump): QEMU memory dumps, mapping listings, QEMU monitor formats.
+
+export { type GuestDump, isGzip, type OpenDumpOptions, openDump, readDump } from "./dump/dump.js";
+export {
+  type ByteSource,
+  DumpError,
+  type ElfCore,
+  type ElfLoadSegment,
+  type ElfNote,
+  EM_386,
+  EM_X86_64,
+  ET_CORE,
+  memorySource,
+  type PhysicalRange,
+  PN_XNUM,
+  PT_LOAD,
+  PT_NOTE,
+  parseElfCore,
+  physicalRanges,
+} from "./dump/elf.js";
+export {
+  type EnumerateOptions,
+  enumerateMappings,
+  Mapping,
+  type ProtRange,
+  pageTableRoot,
+  protectionRanges,
+} from "./dump/mappings.js";
+export { DumpMemory, type MemoryPiece } from "./dump/memory.js";
+export {
+  canonicalAddress,
+  QEMU_PG_DISABLED,
+  QemuTlbFormatter,
+  qemuMemLine,
+  qemuTlbFlags,
+} from "./dump/qemu-monitor.js";
+export {
+  decodeQemuCpuState,
+  QEMU_CPU_STATE_SIZE,
+  type QemuCpuState,
+  type QemuSegment,
+  qemuCpuStates,
+  SEG_FLAGS_L,
+} from "./dump/qemu-note.js";

@@ -39,7 +39,7 @@ export const CMPXCHG_READONLY = 2;
 /** The address is not RAM. */
 export const CMPXCHG_NOT_RAM = 3;
 
-/** Index of the first word of a 4 KiB frame inside a 2 MiB chunk of 512 frames. */
+/** Number of 32-bit words in a 4 KiB frame. */
 export const FRAME_WORDS = 1024;
 
 /**

@@ -136,6 +136,13 @@ export class PageTableBuilder {
     const va = toU64(vaIn, "virtual address");
     if (va % BigInt(pageSize) !== 0n || pa % pageSize !== 0)
       throw new RangeError(`0x${va.toString(16)} → 0x${pa.toString(16)} is not aligned to ${pageSize}`);
+    // The entry must be able to hold the address: 40 bits in a PSE-36 4 MiB page, 32 in a
+    // 32-bit PTE, MAXPHYADDR bits elsewhere (anything else would be a reserved or ignored bit).
+    const limit = f.entryBytes === 4 ? (level === 2 ? 2 ** 40 : 2 ** 32) : 2 ** f.maxPhyAddr;
+    if (!Number.isSafeInteger(pa) || pa < 0 || pa + pageSize > limit)
+      throw new RangeError(
+        `physical address 0x${pa.toString(16)} does not fit in a ${f.name} entry (limit 0x${limit.toString(16)})`,
+      );
     const entry = this.entryAddress(va, level, true);
     let lo = (leaf.lo | (level > 1 ? PTE_PS : 0)) >>> 0;
     let hi = leaf.hi >>> 0;
