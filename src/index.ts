@@ -131,3 +131,63 @@ export {
   qemuCpuStates,
   SEG_FLAGS_L,
 } from "./dump/qemu-note.js";
+
+// Simulated hardware (src/hw), host MMUs (src/mmu) and the VM (src/vm).
+
+export { NestedFrameSource } from "./hw/nested-frames.js";
+export {
+  TLB_1G,
+  TLB_2M,
+  TLB_4K,
+  TLB_DIRTY,
+  TLB_GLOBAL,
+  TLB_MISS,
+  TLB_PKEY_SHIFT,
+  TLB_U,
+  TLB_W,
+  TLB_X,
+  Tlb,
+  type TlbEntry,
+  type TlbPermissions,
+  tlbAttrs,
+  tlbAttrsFromWalk,
+} from "./hw/tlb.js";
+export {
+  DEFAULT_TLB_PRESET,
+  formatTlbSpec,
+  type NormalizedTlbConfig,
+  normalizeTlbConfig,
+  parseTlbSpec,
+  TLB_MAX_ENTRIES,
+  TLB_MAX_SETS,
+  TLB_MAX_WAYS,
+  TLB_POLICIES,
+  TLB_PRESETS,
+  TLB_SIZES,
+  type TlbConfig,
+  TlbConfigError,
+  type TlbGeometry,
+  type TlbPolicy,
+  type TlbSize,
+  tlbPreset,
+} from "./hw/tlb-config.js";
+export * from "./hw/tlb-stats.js";
+export {
+  TWO_D_GUEST_FAULT,
+  TWO_D_HOST_FAULT,
+  TWO_D_OK,
+  TwoDimensionalWalk,
+} from "./hw/two-dimensional-walk.js";
+export { type MemslotChange, MMU_MMIO, MMU_RETRY, type Mmu, type MmuHost, type MmuVcpu } from "./mmu/mmu.js";
+export { MMIO_GEN_BITS, SPTE_HOST_WRITABLE_HI, SPTE_MMU_WRITABLE_HI, SpteFormat } from "./mmu/spte.js";
+export { TdpMmu, type TdpMmuOptions } from "./mmu/tdp/tdp-mmu.js";
+export { MmioBus, type MmioDevice } from "./vm/mmio.js";
+export {
+  ACCESS_FAULTED,
+  ACCESS_OK,
+  type AccessResult,
+  type ExitCounts,
+  type GuestFault,
+  Vcpu,
+} from "./vm/vcpu.js";
+export { type MemslotOptions, Vm, type VmOptions } from "./vm/vm.js";
