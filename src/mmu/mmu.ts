@@ -5,6 +5,7 @@
  * and (for shadow paging) the guest's own tables.
  */
 
+import type { GuestPhysical } from "../mem/guest-physical.js";
 import type { HostAddressSpace } from "../mem/host-address-space.js";
 import type { HostMemory } from "../mem/host-memory.js";
 import type { Memslot, Memslots } from "../mem/memslots.js";
@@ -14,6 +15,8 @@ export interface MmuHost {
   readonly host: HostMemory;
   readonly hostSpace: HostAddressSpace;
   readonly memslots: Memslots;
+  /** The VMM's view of guest memory (for reading guest tables and emulating writes). */
+  readonly physical: GuestPhysical;
   /**
    * Flushes, on every vCPU, the TLB entries that may hold translations through this MMU's
    * tables (INVEPT single-context / ASID flush); `vcpu` is the one running, whose flush is

@@ -27,15 +27,17 @@ import {
 import { CpuRole, CpuStateError } from "../arch/cpu.js";
 import { FORMAT_EPT } from "../arch/format.js";
 import { hi32, lo32, toU64, type U64Input } from "../arch/u64.js";
-import { CR4_PCIDE, PTE_D, PTE_G } from "../arch/x86.js";
+import { CR4_LA57, CR4_PCIDE, CR4_PKE, CR4_PKS, CR4_SMAP, CR4_SMEP, PTE_D, PTE_G } from "../arch/x86.js";
 import { NestedFrameSource } from "../hw/nested-frames.js";
 import { TLB_MISS, Tlb, tlbAttrs } from "../hw/tlb.js";
 import type { TlbConfig } from "../hw/tlb-config.js";
 import { TWO_D_GUEST_FAULT, TWO_D_OK, TwoDimensionalWalk } from "../hw/two-dimensional-walk.js";
 import { MMU_MMIO } from "../mmu/mmu.js";
+import { MMU_EMULATE, MMU_INJECT, ShadowMmu } from "../mmu/shadow/shadow-mmu.js";
+import type { TdpMmu } from "../mmu/tdp/tdp-mmu.js";
 import { loadCr3 } from "../walk/contexts.js";
 import type { CpuState } from "../walk/translate.js";
-import { FAULT_EPT_MISCONFIG, FAULT_GP, REASON_RESERVED } from "../walk/walk.js";
+import { FAULT_EPT_MISCONFIG, FAULT_GP, REASON_RESERVED, Walk } from "../walk/walk.js";
 import { GuestWalker } from "../walk/walker.js";
 import type { Vm } from "./vm.js";
 
@@ -57,12 +59,18 @@ export const ACCESS_FAULTED = 1;
 /** `translate` results below zero. */
 const GUEST_FAULT = -1;
 const MMIO = -2;
+/** A write to a guest page table the shadow MMU write-protects: the MMU emulates it. */
+const EMULATE = -3;
 
 /** Exit reasons counted per vCPU. */
 export interface ExitCounts {
   eptViolation: number;
   eptMisconfig: number;
   npf: number;
+  /** Shadow paging: #PF intercepts. */
+  shadowPageFault: number;
+  /** Shadow paging: emulated writes to write-protected guest page tables. */
+  emulation: number;
   mmio: number;
 }
 
@@ -83,7 +91,14 @@ export class Vcpu {
     guestFaults: 0,
     mmioAccesses: 0,
   };
-  readonly exits: ExitCounts = { eptViolation: 0, eptMisconfig: 0, npf: 0, mmio: 0 };
+  readonly exits: ExitCounts = {
+    eptViolation: 0,
+    eptMisconfig: 0,
+    npf: 0,
+    shadowPageFault: 0,
+    emulation: 0,
+    mmio: 0,
+  };
   /** The last guest fault (valid after an access returned a fault). */
   readonly fault: GuestFault = { vector: 0, errorCode: 0, address: 0n };
 
@@ -92,12 +107,26 @@ export class Vcpu {
   private cr0 = 0;
   private cr4 = 0;
   private cr3 = 0n;
-  private readonly frames: NestedFrameSource;
-  private readonly twoD: TwoDimensionalWalk;
-  private readonly ept: boolean;
-  private readonly mbec: boolean;
-  private readonly eptAd: boolean;
+  /** TDP hardware: the 2-D walk and the host format's facts; null under shadow paging. */
+  private readonly tdp: {
+    frames: NestedFrameSource;
+    twoD: TwoDimensionalWalk;
+    ept: boolean;
+    mbec: boolean;
+    eptAd: boolean;
+  } | null;
+  /** Shadow paging: the MMU, the hardware's 1-D walker over its tables, and the walker over the guest's own tables. */
+  private readonly shadow: ShadowMmu | null;
+  private hwWalker: GuestWalker | null = null;
+  private softWalker: GuestWalker | null = null;
+  private readonly hwWalk = new Walk();
+  /** ShadowVcpu: the root the hardware walks, set by the shadow MMU. */
+  shadowRootHfn = -1;
+  shadowRootId = -1;
+  /** ShadowVcpu: whether the last root load flushed the TLB architecturally. */
+  rootLoadFlushes = true;
   private mmioGpa = 0;
+  private emulateGpa = 0;
   private readonly bytes = new Uint8Array(8);
 
   constructor(
@@ -107,12 +136,28 @@ export class Vcpu {
   ) {
     this.vpid = id + 1;
     this.tlb = new Tlb(tlb);
-    this.frames = new NestedFrameSource(vm.mmu.walker, vm.host);
-    this.twoD = new TwoDimensionalWalk(null, this.frames);
-    const f = vm.mmu.walker.format;
-    this.ept = f.kind === FORMAT_EPT;
-    this.mbec = f.mbec;
-    this.eptAd = this.ept && f.accessedMask !== 0;
+    const mmu = vm.hostMmu;
+    if (mmu instanceof ShadowMmu) {
+      this.shadow = mmu;
+      this.tdp = null;
+    } else {
+      this.shadow = null;
+      const frames = new NestedFrameSource(mmu.walker, vm.host);
+      const f = mmu.walker.format;
+      const ept = f.kind === FORMAT_EPT;
+      this.tdp = {
+        frames,
+        twoD: new TwoDimensionalWalk(null, frames),
+        ept,
+        mbec: f.mbec,
+        eptAd: ept && f.accessedMask !== 0,
+      };
+    }
+  }
+
+  /** ShadowVcpu: the walker over the guest's own tables (shadow paging; null with paging off). */
+  get guestWalker(): GuestWalker | null {
+    return this.softWalker;
   }
 
   /** The current CPU role (after `setState`). */
@@ -165,7 +210,7 @@ export class Vcpu {
   invlpg(va: U64Input): void {
     const v = toU64(va, "linear address");
     this.tlb.invlpg(hi32(v), lo32(v));
-    this.vm.mmu.invalidatePage(this, hi32(v), lo32(v));
+    this.vm.hostMmu.invalidatePage(this, hi32(v), lo32(v));
   }
 
   private installRole(role: CpuRole): void {
@@ -175,19 +220,42 @@ export class Vcpu {
         ? { permFault: ALL_ALLOWED, wp: false, pke: false, pks: false, pkru: 0, pkrs: 0 }
         : role,
     );
-    this.twoD.guestWalker =
-      role.format === null
-        ? null
-        : new GuestWalker(this.frames, {
-            format: role.format,
-            permFault: role.permFault,
-            fetchErrorBit: role.fetchErrorBit,
-            pke: role.pke,
-            pks: role.pks,
-            pkru: role.pkru,
-            pkrs: role.pkrs,
-            wp: role.wp,
-          });
+    const config = (r: CpuRole) => ({
+      format: r.format!,
+      permFault: r.permFault,
+      fetchErrorBit: r.fetchErrorBit,
+      pke: r.pke,
+      pks: r.pks,
+      pkru: r.pkru,
+      pkrs: r.pkrs,
+      wp: r.wp,
+    });
+    if (this.tdp) {
+      this.tdp.twoD.guestWalker =
+        role.format === null ? null : new GuestWalker(this.tdp.frames, config(role));
+      return;
+    }
+    // Shadow paging: the hardware walks the shadow tables (long mode, 5-level for an LA57
+    // guest) with the guest's CPL, SMEP, SMAP and keys but CR0.WP=1 always (the MMU builds
+    // entries that emulate WP=0), and NXE on (the MMU sets XD where the guest forbids fetches).
+    this.softWalker = role.format === null ? null : new GuestWalker(this.vm.physical, config(role));
+    const hostRole = CpuRole.from(
+      {
+        cr0: 0x80010001n,
+        cr4:
+          BigInt(0x20 | (role.mode === "5level" ? CR4_LA57 : 0)) |
+          BigInt((role.smep ? CR4_SMEP : 0) | (role.smap ? CR4_SMAP : 0)) |
+          BigInt((role.pke ? CR4_PKE : 0) | (role.pks ? CR4_PKS : 0)),
+        efer: 0xd00n,
+        cpl: role.cpl,
+        rflags: role.ac ? 0x40000n : 0n,
+        pkru: role.pkru,
+        pkrs: role.pkrs,
+      },
+      this.vm.cpu,
+    );
+    this.hwWalker = new GuestWalker(this.vm.host, config(hostRole));
+    this.tlb.setPermissions(hostRole);
   }
 
   private loadRoot(cr3: bigint, asMov: boolean): void {
@@ -195,23 +263,41 @@ export class Vcpu {
     const pcide = (this.cr4 & CR4_PCIDE) !== 0;
     const pcid = pcide ? Number(cr3 & 0xfffn) : 0;
     const noFlush = pcide && cr3 >> 63n === 1n;
-    const gw = this.twoD.guestWalker;
+    if (this.shadow) {
+      const sw = this.softWalker;
+      if (sw !== null) {
+        const r = loadCr3(sw, role, cr3);
+        if (!r.ok) throw new CpuStateError(r.reason);
+      }
+      this.cr3 = cr3;
+      this.rootLoadFlushes = !asMov || !noFlush;
+      if (asMov) this.tlb.movToCr3(pcid, noFlush);
+      this.tlb.setContext(this.vpid, pcid, 0);
+      this.shadow.loadRoot(this);
+      this.hwWalker!.rootGfn = this.shadowRootHfn;
+      return;
+    }
+    const tdp = this.tdp!;
+    const gw = tdp.twoD.guestWalker;
     if (gw !== null) {
       // In PAE mode the load reads the PDPTEs through EPT/NPT: a host fault there is a VM exit.
       for (let tries = 0; ; tries++) {
-        this.frames.reset();
+        tdp.frames.reset();
         const r = loadCr3(gw, role, cr3);
         if (r.ok) break;
-        if (!this.frames.failed) throw new CpuStateError(r.reason);
-        const h = this.frames.nested;
-        this.vmExit(h.vaHi * 0x100000000 + h.vaLo, h.access, this.isMisconfig());
+        if (!tdp.frames.failed) throw new CpuStateError(r.reason);
+        const h = tdp.frames.nested;
+        const gpa = h.vaHi * 0x100000000 + h.vaLo;
+        // PDPTEs in MMIO space cannot be loaded: the MOV to CR3 fails with #GP (as KVM's
+        // load_pdptrs does). Retrying would only meet the same MMIO outcome again.
+        if (this.vmExit(gpa, h.access, this.isMisconfig()) === MMU_MMIO)
+          throw new CpuStateError(`the PAE PDPT at guest-physical 0x${gpa.toString(16)} is not in RAM (#GP)`);
         if (tries > 8) throw new Error(`vCPU ${this.id}: the MMU did not map the PDPT at CR3 load`);
       }
     }
     this.cr3 = cr3;
     if (asMov) this.tlb.movToCr3(pcid, noFlush);
     this.tlb.setContext(this.vpid, pcid, 1);
-    this.vm.mmu.loadRoot(this);
   }
 
   // -------------------------------------------------------------------------------------
@@ -264,6 +350,12 @@ export class Vcpu {
       return 0;
     }
     this.status = ACCESS_OK;
+    if (r === EMULATE) {
+      const b = new Uint8Array(4);
+      new DataView(b.buffer).setUint32(0, value >>> 0, true);
+      this.shadow!.emulateWrite(this, this.emulateGpa, b.subarray(0, size));
+      return 0;
+    }
     this.stats.mmioAccesses++;
     if (write) {
       this.vm.mmio.write(this.mmioGpa, size, BigInt(value >>> 0));
@@ -330,6 +422,10 @@ export class Vcpu {
   private onePage(at: number, n: number, access: number, hpa: number): boolean {
     if (hpa === GUEST_FAULT) return false;
     const write = (access & ACCESS_WRITE) !== 0;
+    if (hpa === EMULATE) {
+      this.shadow!.emulateWrite(this, this.emulateGpa, this.bytes.slice(at, at + n));
+      return true;
+    }
     if (hpa === MMIO) {
       this.stats.mmioAccesses++;
       if (write) {
@@ -365,7 +461,9 @@ export class Vcpu {
   }
 
   private miss(vaHi: number, vaLo: number, access: number): number {
-    const t = this.twoD;
+    if (this.shadow) return this.shadowMiss(vaHi, vaLo, access);
+    const tdp = this.tdp!;
+    const t = tdp.twoD;
     for (let exits = 0; ; exits++) {
       const r = t.walk(vaHi, vaLo, access);
       this.stats.walks++;
@@ -386,7 +484,7 @@ export class Vcpu {
         this.exits.mmio++;
         // A guest paging structure in MMIO space cannot be walked: the guest sees "not present".
         if (t.hostFaultOnTable) return this.guestFault(vaHi, vaLo, 14, t.guest.errorCode);
-        this.mmioGpa = this.vm.mmu.mmioGpa;
+        this.mmioGpa = (this.vm.mmu as TdpMmu).mmioGpa;
         return MMIO;
       }
       if (exits === 16)
@@ -396,16 +494,57 @@ export class Vcpu {
     }
   }
 
+  /**
+   * Shadow paging: the hardware's 1-D walk of the shadow tables; a #PF there is a VM exit to
+   * the shadow MMU, which fixes its tables, or says the fault is the guest's own, or MMIO, or
+   * a write to a guest page table it must emulate.
+   */
+  private shadowMiss(vaHi: number, vaLo: number, access: number): number {
+    const w = this.hwWalk;
+    const hw = this.hwWalker!;
+    const mmu = this.shadow!;
+    for (let exits = 0; ; exits++) {
+      const ok = hw.walk(vaHi, vaLo, access, w);
+      this.stats.walks++;
+      this.stats.walkRefs += w.depth;
+      if (ok) {
+        this.stats.completedWalks++;
+        this.stats.completedWalkRefs += w.depth;
+        this.tlb.insertWalk(w, false);
+        return w.address;
+      }
+      if (w.fault === FAULT_GP) return this.guestFault(vaHi, vaLo, 13, 0);
+      this.exits.shadowPageFault++;
+      const outcome = mmu.pageFault(this, vaHi, vaLo, access);
+      if (outcome === MMU_INJECT) return this.guestFault(vaHi, vaLo, mmu.injectVector, mmu.injectErrorCode);
+      if (outcome === MMU_MMIO) {
+        this.exits.mmio++;
+        this.mmioGpa = mmu.mmioGpa;
+        return MMIO;
+      }
+      if (outcome === MMU_EMULATE) {
+        this.exits.emulation++;
+        this.emulateGpa = mmu.emulateGpa;
+        return EMULATE;
+      }
+      if (exits === 16)
+        throw new Error(
+          `vCPU ${this.id}: the shadow MMU did not resolve a fault at 0x${vaHi.toString(16)}${(vaLo >>> 0).toString(16).padStart(8, "0")}`,
+        );
+    }
+  }
+
   private isMisconfig(): boolean {
-    const h = this.frames.nested;
-    return this.ept ? h.fault === FAULT_EPT_MISCONFIG : h.reason === REASON_RESERVED;
+    const tdp = this.tdp!;
+    const h = tdp.frames.nested;
+    return tdp.ept ? h.fault === FAULT_EPT_MISCONFIG : h.reason === REASON_RESERVED;
   }
 
   private vmExit(gpa: number, access: number, misconfig: boolean): number {
-    if (!this.ept) this.exits.npf++;
+    if (!this.tdp!.ept) this.exits.npf++;
     else if (misconfig) this.exits.eptMisconfig++;
     else this.exits.eptViolation++;
-    return this.vm.mmu.handleFault(this.id, gpa, access, misconfig);
+    return (this.vm.mmu as TdpMmu).handleFault(this.id, gpa, access, misconfig);
   }
 
   private guestFault(vaHi: number, vaLo: number, vector: number, errorCode: number): number {
@@ -420,7 +559,8 @@ export class Vcpu {
 
   /** Caches the combined guest+host translation of the last 2-D walk. */
   private fill(vaHi: number, vaLo: number): void {
-    const t = this.twoD;
+    const tdp = this.tdp!;
+    const t = tdp.twoD;
     const g = t.guest;
     const h = t.host;
     const paging = t.guestWalker !== null;
@@ -428,12 +568,12 @@ export class Vcpu {
     let dirty = paging ? (g.newLo[g.depth - 1] & PTE_D) !== 0 : true;
     const global = paging && this.cpuRole.pge && (g.newLo[g.depth - 1] & PTE_G) !== 0;
     const he = h.effective;
-    if (this.ept) {
+    if (tdp.ept) {
       if ((he & EPT_EFF_R) === 0) return; // execute-only: every read must walk (and fault)
       if ((he & EPT_EFF_W) === 0) eff &= ~X86_EFF_W;
-      const exec = this.mbec && (eff & X86_EFF_U) !== 0 ? he & EPT_EFF_XU : he & EPT_EFF_X;
+      const exec = tdp.mbec && (eff & X86_EFF_U) !== 0 ? he & EPT_EFF_XU : he & EPT_EFF_X;
       if (exec === 0) eff &= ~X86_EFF_X;
-      if (this.eptAd && (h.newLo[h.depth - 1] & (1 << 9)) === 0) dirty = false;
+      if (tdp.eptAd && (h.newLo[h.depth - 1] & (1 << 9)) === 0) dirty = false;
     } else {
       if ((he & X86_EFF_W) === 0) eff &= ~X86_EFF_W;
       if ((he & X86_EFF_X) === 0) eff &= ~X86_EFF_X;
@@ -448,8 +588,8 @@ export class Vcpu {
     );
   }
 
-  /** Flush requested by the MMU (remote or local). */
+  /** Flush requested by the MMU (remote or local): its EPT tag (TDP), or this vCPU's VPID (shadow). */
   flushTlb(): number {
-    return this.tlb.flushTag(1);
+    return this.shadow ? this.tlb.flushVpid(this.vpid) : this.tlb.flushTag(1);
   }
 }

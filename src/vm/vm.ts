@@ -20,6 +20,7 @@ import { HostAddressSpace } from "../mem/host-address-space.js";
 import { HostMemory } from "../mem/host-memory.js";
 import { type MemslotFlags, type MemslotSpec, Memslots } from "../mem/memslots.js";
 import type { MmuHost } from "../mmu/mmu.js";
+import { ShadowMmu, type ShadowMmuOptions } from "../mmu/shadow/shadow-mmu.js";
 import { TdpMmu, type TdpMmuOptions } from "../mmu/tdp/tdp-mmu.js";
 import { MmioBus, type MmioDevice } from "./mmio.js";
 import { Vcpu } from "./vcpu.js";
@@ -31,8 +32,12 @@ export interface VmOptions {
   hostMemory?: number | HostMemory;
   /** Guest physical address width in bits (default: the CPU's MAXPHYADDR). */
   guestPhysBits?: number;
+  /** The host MMU: "tdp" (EPT/NPT, default) or "shadow" (KVM-style shadow paging). */
+  mmu?: "tdp" | "shadow";
   /** The TDP MMU's options (format EPT/NPT, levels, huge pages, stolen bits...). */
   tdp?: TdpMmuOptions;
+  /** The shadow MMU's options (page bound, unsync, prefetch, flood threshold, root cache). */
+  shadow?: ShadowMmuOptions;
   /** TLB geometry for every vCPU (a preset name, a spec string or a TlbConfig). */
   tlb?: TlbConfig | string;
 }
@@ -42,7 +47,10 @@ export interface MemslotOptions extends MemslotSpec {
   hostHugePages?: 9 | 18;
 }
 
-export class Vm implements MmuHost {
+/** The MMU type a VM built from options `O` has. */
+export type MmuOf<O extends VmOptions> = O["mmu"] extends "shadow" ? ShadowMmu : TdpMmu;
+
+export class Vm<O extends VmOptions = VmOptions> implements MmuHost {
   readonly cpu: CpuFeatures;
   readonly host: HostMemory;
   readonly hostSpace: HostAddressSpace;
@@ -50,13 +58,14 @@ export class Vm implements MmuHost {
   /** The VMM's view of guest memory (device emulation, loading images, tests). */
   readonly physical: GuestPhysical;
   readonly mmio = new MmioBus();
-  readonly mmu: TdpMmu;
+  /** The host MMU (`TdpMmu`, or `ShadowMmu` for `mmu: "shadow"`). */
+  readonly mmu: MmuOf<O>;
   readonly vcpus: Vcpu[] = [];
   readonly stolenBits: readonly number[];
   readonly stats = { localFlushes: 0, remoteFlushes: 0, memslotChanges: 0 };
   private readonly tlbConfig: TlbConfig | string | undefined;
 
-  constructor(o: VmOptions = {}) {
+  constructor(o: O = {} as O) {
     this.cpu = typeof o.cpu === "object" ? o.cpu : cpuModel(o.cpu ?? DEFAULT_CPU_MODEL);
     this.host = o.hostMemory instanceof HostMemory ? o.hostMemory : new HostMemory(o.hostMemory ?? 1 << 30);
     const bits = o.guestPhysBits ?? this.cpu.maxPhyAddr;
@@ -71,8 +80,17 @@ export class Vm implements MmuHost {
     for (const b of this.stolenBits)
       if (b >= bits)
         throw new RangeError(`stolen GPA bit ${b} is outside the ${bits}-bit guest physical address width`);
-    this.mmu = new TdpMmu(this, this.cpu, o.tdp);
+    if (o.mmu === "shadow" && this.stolenBits.length > 0)
+      throw new RangeError("stolen GPA bits are supported with TDP only");
+    this.mmu = (
+      o.mmu === "shadow" ? new ShadowMmu(this, o.shadow) : new TdpMmu(this, this.cpu, o.tdp)
+    ) as MmuOf<O>;
     this.tlbConfig = o.tlb;
+  }
+
+  /** The MMU with its precise type, whatever `O` says. */
+  get hostMmu(): TdpMmu | ShadowMmu {
+    return this.mmu;
   }
 
   createVcpu(): Vcpu {
@@ -84,13 +102,24 @@ export class Vm implements MmuHost {
   // --- memslots ---
 
   addMemslot(spec: MemslotOptions): void {
+    // Every check runs before anything changes: a refused memslot must leave no trace (it
+    // used to stay in the memslots, unknown to the MMU, when the huge backing or the stolen
+    // bits refused it after the add).
     if (spec.hostHugePages !== undefined) {
       const n = 2 ** spec.hostHugePages;
       if (spec.hvaPage % n !== 0 || spec.pages % n !== 0)
         throw new RangeError(
           `memslot ${spec.id}: host huge pages need a host range aligned to and sized in ${n} pages`,
         );
+      for (let p = spec.hvaPage; p < spec.hvaPage + spec.pages; p++)
+        if (this.hostSpace.peek(p) >= 0)
+          throw new RangeError(
+            `memslot ${spec.id}: host virtual page 0x${p.toString(16)} is already populated; cannot back it with a huge page`,
+          );
     }
+    // (A slot beyond the guest physical width gets the memslots' own error, below, first.)
+    if (spec.baseGfn + spec.pages <= this.memslots.maxGfn)
+      if (this.hostMmu instanceof TdpMmu) this.hostMmu.checkSlotFitsStolen(spec);
     const slot = this.memslots.add(spec);
     if (spec.hostHugePages !== undefined)
       for (let p = spec.hvaPage; p < spec.hvaPage + spec.pages; p += 2 ** spec.hostHugePages)
@@ -107,7 +136,12 @@ export class Vm implements MmuHost {
 
   moveMemslot(id: number, newBaseGfn: number): void {
     const old = this.memslots.get(id);
+    if (this.hostMmu instanceof TdpMmu)
+      this.hostMmu.checkSlotFitsStolen({ id, baseGfn: newBaseGfn, pages: old.pages }); // before the move
     const slot = this.memslots.move(id, newBaseGfn);
+    // Memslots.move starts a fresh bitmap; the pages written before the move would be missing
+    // from the next dirty log. KVM keeps the bitmap across a move (pages are slot-relative).
+    if (old.dirtyBitmap && slot.dirtyBitmap) slot.dirtyBitmap.set(old.dirtyBitmap);
     this.changed();
     this.mmu.memslotChanged({ kind: "move", old, slot });
   }

@@ -165,6 +165,17 @@ export class TdpMmu implements Mmu {
    */
   handleFault(vcpuId: number, gpa: number, access: number, misconfig: boolean): number {
     this.currentVcpu = vcpuId;
+    try {
+      return this.fault(gpa, access, misconfig);
+    } finally {
+      // Flushes asked for later (memslot changes, notifiers, dirty-log calls) come from the
+      // VMM, not from this vCPU: all of them are remote. Without the reset they were counted
+      // as local to whichever vCPU faulted last.
+      this.currentVcpu = -1;
+    }
+  }
+
+  private fault(gpa: number, access: number, misconfig: boolean): number {
     this.stats.faults++;
     const gfnFull = Math.floor(gpa / 4096);
     if (misconfig) {
@@ -526,26 +537,36 @@ export class TdpMmu implements Mmu {
   }
 
   testAndClearYoung(gfn: number, count: number): number {
-    let young = 0;
+    // The result counts guest pages in [gfn, gfn + count), as the Mmu contract (and the shadow
+    // MMU) says: a young huge leaf counts for its pages inside the range, and a page young
+    // through two stolen-bit aliases counts once (it used to count leaves: 1 for 2 MiB).
+    const youngRanges: number[] = [];
+    let zapped = false;
     const a = this.spte.accessedLo;
-    this.forEachLeaf(gfn, count, (_g, _l, lo, hi, out) => {
+    this.forEachLeaf(gfn, count, (gfnBase, level, lo, hi, out) => {
       if (this.spte.isMmio(lo, hi)) return false;
+      if (a !== 0 && (lo & a) === 0) return false;
+      const first = this.stripStolen(gfnBase);
+      youngRanges.push(Math.max(first, gfn), Math.min(first + PAGES_AT[level], gfn + count));
       if (a === 0) {
         // No accessed flags: every present mapping counts as young and is zapped, so that the
         // next access faults and shows it was used (KVM's access tracking).
-        young++;
+        zapped = true;
         out[0] = 0;
         out[1] = 0;
         return true;
       }
-      if ((lo & a) === 0) return false;
-      young++;
       out[0] = (lo & ~a) >>> 0;
       out[1] = hi;
       return true;
     });
+    const young = unionLength(youngRanges);
     this.stats.agingCleared += young;
     // Clearing A needs no flush (a stale TLB entry only makes a page look idle for longer).
+    // Zapping does: a TLB entry left behind outlives its SPTE, and a later invalidation of
+    // the page (discard, migrate) finds no SPTE, so it would not flush either: the guest
+    // would keep using the old host frame (stale data, or a frame freed and reused).
+    if (zapped) this.flush();
     return young;
   }
 
@@ -557,7 +578,8 @@ export class TdpMmu implements Mmu {
     return gfn;
   }
 
-  private checkSlotFitsStolen(s: Memslot): void {
+  /** Throws if the slot reaches a stolen bit (the VM calls it before changing the memslots). */
+  checkSlotFitsStolen(s: Pick<Memslot, "id" | "baseGfn" | "pages">): void {
     for (const b of this.stolenGfnBits)
       if (s.baseGfn + s.pages > 2 ** b)
         throw new RangeError(`memslot ${s.id} reaches GPA bit ${b + 12}, which is a stolen attribute bit`);
@@ -683,6 +705,21 @@ export class TdpMmu implements Mmu {
 function markDirty(slot: Memslot, gfn: number): void {
   const p = gfn - slot.baseGfn;
   slot.dirtyBitmap![p >>> 5] |= 1 << (p & 31);
+}
+
+/** Pages covered by the union of the ranges [r[0], r[1]), [r[2], r[3]), ... */
+function unionLength(r: number[]): number {
+  const order: number[] = [];
+  for (let i = 0; i < r.length; i += 2) order.push(i);
+  order.sort((x, y) => r[x] - r[y]);
+  let total = 0;
+  let end = -1;
+  for (const i of order) {
+    const from = Math.max(r[i], end);
+    if (r[i + 1] > from) total += r[i + 1] - from;
+    end = Math.max(end, r[i + 1]);
+  }
+  return total;
 }
 
 function hex(n: number): string {
