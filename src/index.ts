@@ -191,3 +191,19 @@ export {
   Vcpu,
 } from "./vm/vcpu.js";
 export { type MemslotOptions, Vm, type VmOptions } from "./vm/vm.js";
+
+// The guest OS model (src/guest).
+
+export * from "./guest/allocator.js";
+export * from "./guest/layout.js";
+export * from "./guest/model.js";
+export * from "./guest/os.js";
+export * from "./guest/paravirt.js";
+export {
+  MMU_EMULATE,
+  MMU_INJECT,
+  ShadowMmu,
+  type ShadowMmuOptions,
+  type ShadowVcpu,
+} from "./mmu/shadow/shadow-mmu.js";
+export { ShadowPages } from "./mmu/shadow/shadow-pages.js";
