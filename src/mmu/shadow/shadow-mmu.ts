@@ -195,6 +195,8 @@ export class ShadowMmu implements Mmu {
       this.stats.rootBuilds++;
       id = this.newPage(gfn, rootRole);
       this.pages.flags[id] |= SP_ROOT;
+      // A shadowed guest root is a guest page table like any other: write-protect it.
+      if (!(rootRole & (ROLE_DIRECT | ROLE_PAE_ROOT)) && this.writeProtectGfn(gfn)) this.flush();
     }
     if (v.shadowRootId !== id) {
       this.pages.rootRefs[id]++;
@@ -522,7 +524,10 @@ export class ShadowMmu implements Mmu {
       if ((r & (ROLE_DIRECT | ROLE_PAE_ROOT)) === 0 && roleLevel(r) !== 1) return false;
     }
     for (const id of list)
-      if ((this.pages.role[id] & ROLE_DIRECT) === 0 && !(this.pages.flags[id] & SP_UNSYNC)) {
+      if (
+        (this.pages.role[id] & (ROLE_DIRECT | ROLE_PAE_ROOT)) === 0 &&
+        !(this.pages.flags[id] & SP_UNSYNC)
+      ) {
         this.pages.flags[id] |= SP_UNSYNC;
         this.stats.unsynced++;
       }
