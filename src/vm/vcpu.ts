@@ -33,7 +33,7 @@ import { TLB_MISS, Tlb, tlbAttrs } from "../hw/tlb.js";
 import type { TlbConfig } from "../hw/tlb-config.js";
 import { TWO_D_GUEST_FAULT, TWO_D_OK, TwoDimensionalWalk } from "../hw/two-dimensional-walk.js";
 import { MMU_MMIO } from "../mmu/mmu.js";
-import { MMU_EMULATE, MMU_INJECT, ShadowMmu } from "../mmu/shadow/shadow-mmu.js";
+import { MMU_EMULATE, MMU_INJECT, type PagingHypercall, ShadowMmu } from "../mmu/shadow/shadow-mmu.js";
 import type { TdpMmu } from "../mmu/tdp/tdp-mmu.js";
 import { loadCr3 } from "../walk/contexts.js";
 import type { CpuState } from "../walk/translate.js";
@@ -71,6 +71,8 @@ export interface ExitCounts {
   shadowPageFault: number;
   /** Shadow paging: emulated writes to write-protected guest page tables. */
   emulation: number;
+  /** Paravirtual page-table hypercalls. */
+  hypercall: number;
   mmio: number;
 }
 
@@ -97,6 +99,7 @@ export class Vcpu {
     npf: 0,
     shadowPageFault: 0,
     emulation: 0,
+    hypercall: 0,
     mmio: 0,
   };
   /** The last guest fault (valid after an access returned a fault). */
@@ -204,6 +207,18 @@ export class Vcpu {
   /** MOV to CR3 (with the no-flush bit 63 under CR4.PCIDE). Throws CpuStateError where the CPU raises #GP. */
   writeCr3(value: U64Input): void {
     this.loadRoot(toU64(value, "CR3"), true);
+  }
+
+  /**
+   * A paravirtual guest's page-table hypercall (a VM exit to the lguest-style shadow MMU).
+   * Throws GuestStoppedError when the host stops the guest for a bad request.
+   */
+  hypercall(call: PagingHypercall): void {
+    if (!this.shadow) throw new RangeError("page-table hypercalls need a shadow-pv VM");
+    this.exits.hypercall++;
+    this.shadow.hypercall(this, call);
+    if (call.kind === "invlpg") this.tlb.invlpg(call.vaHi, call.vaLo);
+    else if (call.kind === "flush") this.tlb.flushVpid(this.vpid);
   }
 
   /** INVLPG. */

@@ -32,8 +32,11 @@ export interface VmOptions {
   hostMemory?: number | HostMemory;
   /** Guest physical address width in bits (default: the CPU's MAXPHYADDR). */
   guestPhysBits?: number;
-  /** The host MMU: "tdp" (EPT/NPT, default) or "shadow" (KVM-style shadow paging). */
-  mmu?: "tdp" | "shadow";
+  /**
+   * The host MMU: "tdp" (EPT/NPT, default), "shadow" (KVM-style transparent shadow paging)
+   * or "shadow-pv" (lguest-style paravirtual shadow paging: the guest makes hypercalls).
+   */
+  mmu?: "tdp" | "shadow" | "shadow-pv";
   /** The TDP MMU's options (format EPT/NPT, levels, huge pages, stolen bits...). */
   tdp?: TdpMmuOptions;
   /** The shadow MMU's options (page bound, unsync, prefetch, flood threshold, root cache). */
@@ -48,7 +51,7 @@ export interface MemslotOptions extends MemslotSpec {
 }
 
 /** The MMU type a VM built from options `O` has. */
-export type MmuOf<O extends VmOptions> = O["mmu"] extends "shadow" ? ShadowMmu : TdpMmu;
+export type MmuOf<O extends VmOptions> = O["mmu"] extends "shadow" | "shadow-pv" ? ShadowMmu : TdpMmu;
 
 export class Vm<O extends VmOptions = VmOptions> implements MmuHost {
   readonly cpu: CpuFeatures;
@@ -80,10 +83,15 @@ export class Vm<O extends VmOptions = VmOptions> implements MmuHost {
     for (const b of this.stolenBits)
       if (b >= bits)
         throw new RangeError(`stolen GPA bit ${b} is outside the ${bits}-bit guest physical address width`);
-    if (o.mmu === "shadow" && this.stolenBits.length > 0)
+    const shadow = o.mmu === "shadow" || o.mmu === "shadow-pv";
+    if (shadow && this.stolenBits.length > 0)
       throw new RangeError("stolen GPA bits are supported with TDP only");
+    if (o.mmu !== undefined && o.mmu !== "tdp" && !shadow)
+      throw new RangeError(`unknown MMU "${o.mmu as string}" (tdp, shadow, shadow-pv)`);
     this.mmu = (
-      o.mmu === "shadow" ? new ShadowMmu(this, o.shadow) : new TdpMmu(this, this.cpu, o.tdp)
+      shadow
+        ? new ShadowMmu(this, { ...o.shadow, paravirt: o.mmu === "shadow-pv" })
+        : new TdpMmu(this, this.cpu, o.tdp)
     ) as MmuOf<O>;
     this.tlbConfig = o.tlb;
   }

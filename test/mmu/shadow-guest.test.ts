@@ -4,8 +4,10 @@
  * frame back after the VM is destroyed.
  */
 import { describe, expect, it } from "vitest";
-import type { GuestPagingMode } from "../../src/guest/layout.js";
+import type { GuestLayout, GuestPagingMode } from "../../src/guest/layout.js";
+import { LguestPagingOps } from "../../src/guest/lguest-ops.js";
 import { GuestOs, PROT_READ, PROT_WRITE } from "../../src/guest/os.js";
+import type { ShadowMmu } from "../../src/mmu/shadow/shadow-mmu.js";
 import { Vm, type VmOptions } from "../../src/vm/vm.js";
 
 const MODES: GuestPagingMode[] = ["32bit", "pae", "4level", "5level"];
@@ -13,7 +15,8 @@ const MODES: GuestPagingMode[] = ["32bit", "pae", "4level", "5level"];
 function boot(mode: GuestPagingMode, vmo: VmOptions, cpus = 1) {
   const vm = new Vm({ cpu: "intel-sapphirerapids", hostMemory: 96 << 20, ...vmo });
   vm.addMemslot({ id: 0, baseGfn: 0, pages: 32 * 256, hvaPage: 0x100000 });
-  const os = new GuestOs(vm, { mode, cpus });
+  const ops = vmo.mmu === "shadow-pv" ? (layout: GuestLayout) => new LguestPagingOps(layout) : undefined;
+  const os = new GuestOs(vm, { mode, cpus, ops });
   return { vm, os };
 }
 
@@ -78,9 +81,17 @@ describe("the same guest under shadow paging and TDP", () => {
       const shadow = boot(mode, { mmu: "shadow" });
       const digestShadow = workload(shadow, 10);
       expect(digestShadow).toBe(digestTdp);
-      expect(shadow.vm.mmu.stats.emulatedWrites + shadow.vm.mmu.stats.unsynced).toBeGreaterThan(0);
+      const stats = (shadow.vm.hostMmu as ShadowMmu).stats;
+      expect(stats.emulatedWrites + stats.unsynced).toBeGreaterThan(0);
       shadow.vm.destroy();
       expect(shadow.vm.host.framesInUse).toBe(0);
+      const pv = boot(mode, { mmu: "shadow-pv" });
+      expect(workload(pv, 10)).toBe(digestTdp);
+      const pvStats = (pv.vm.hostMmu as ShadowMmu).stats;
+      expect(pvStats.hypercalls).toBeGreaterThan(0);
+      expect(pvStats.emulatedWrites).toBe(0);
+      pv.vm.destroy();
+      expect(pv.vm.host.framesInUse).toBe(0);
     });
 
   it("a 2-vCPU guest with shootdowns under shadow paging", () => {
@@ -100,6 +111,8 @@ describe("the same guest under shadow paging and TDP", () => {
       expect(vm.check()).toEqual([]);
       return os.digest();
     };
-    expect(run(shadow)).toBe(run(tdp));
+    const digest = run(tdp);
+    expect(run(shadow)).toBe(digest);
+    expect(run(boot("4level", { mmu: "shadow-pv" }, 2))).toBe(digest);
   });
 });

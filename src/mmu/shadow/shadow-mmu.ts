@@ -29,7 +29,7 @@ import type { CpuRole } from "../../arch/cpu.js";
 import type { PagingFormat } from "../../arch/format.js";
 import type { HostMemory } from "../../mem/host-memory.js";
 import type { Memslot } from "../../mem/memslots.js";
-import { FAULT_GP, Walk } from "../../walk/walk.js";
+import { FAULT_GP, REASON_RESERVED, REASON_TABLE_NOT_RAM, Walk } from "../../walk/walk.js";
 import type { GuestWalker } from "../../walk/walker.js";
 import { type MemslotChange, MMU_MMIO, MMU_RETRY, type Mmu, type MmuHost, type MmuVcpu } from "../mmu.js";
 import {
@@ -67,8 +67,26 @@ export interface ShadowMmuOptions {
   prefetch?: boolean;
   /** Emulated writes to one shadowed table, without it being used, before it is unshadowed (default 3). */
   floodThreshold?: number;
-  /** Unused roots kept for context switches (default 4). */
+  /** Unused roots kept for context switches (default 4; lguest keeps 4 pgdirs). */
   rootCache?: number;
+  /**
+   * Paravirtual (lguest-style) mode: the guest announces every page-table change with a
+   * hypercall, so its tables are not write-protected and its writes never trap; a guest
+   * that hands over a bad entry is stopped.
+   */
+  paravirt?: boolean;
+}
+
+/** A paravirtual guest's page-table hypercalls (lguest's LHCALL_SET_PTE, SET_PMD/SET_PGD, FLUSH_TLB...). */
+export type PagingHypercall =
+  | { kind: "set-entry"; tableGpa: number; index: number; level: number; lo: number; hi: number }
+  | { kind: "release-table"; tableGpa: number }
+  | { kind: "invlpg"; vaHi: number; vaLo: number }
+  | { kind: "flush"; all: boolean };
+
+/** Thrown (once recorded in `ShadowMmu.stopReason`) when a paravirtual guest breaks the rules. */
+export class GuestStoppedError extends Error {
+  override name = "GuestStoppedError";
 }
 
 /** What the shadow MMU needs from a vCPU. */
@@ -99,7 +117,9 @@ const GEN_BITS = 18;
 const NON_LEAF_LO = P | RW | US | A;
 
 export class ShadowMmu implements Mmu {
-  readonly kind = "shadow";
+  readonly kind: "shadow" | "shadow-pv";
+  /** Why a paravirtual guest was stopped (null while it runs). */
+  stopReason: string | null = null;
   readonly pages = new ShadowPages();
   readonly stats = {
     faults: 0,
@@ -122,6 +142,7 @@ export class ShadowMmu implements Mmu {
     invlpgZaps: 0,
     flushes: 0,
     writeProtected: 0,
+    hypercalls: 0,
   };
   /** Results of the last fault. */
   mmioGpa = 0;
@@ -134,6 +155,7 @@ export class ShadowMmu implements Mmu {
   private readonly prefetchOn: boolean;
   private readonly floodThreshold: number;
   private readonly rootCacheSize: number;
+  private readonly paravirt: boolean;
   /** gfn → host addresses of leaf SPTEs mapping it. */
   private readonly rmap = new Map<number, number[]>();
   /** Roots no vCPU uses, most recent last. */
@@ -156,6 +178,8 @@ export class ShadowMmu implements Mmu {
     this.prefetchOn = o.prefetch ?? true;
     this.floodThreshold = o.floodThreshold ?? 3;
     this.rootCacheSize = o.rootCache ?? 4;
+    this.paravirt = o.paravirt ?? false;
+    this.kind = this.paravirt ? "shadow-pv" : "shadow";
     this.unlisten = vm.hostSpace.onInvalidate((first, count) => this.hostInvalidate(first, count));
   }
 
@@ -289,6 +313,12 @@ export class ShadowMmu implements Mmu {
     } else {
       // The guest's own walk, setting its accessed/dirty bits as the hardware would.
       if (!gw.walk(vaHi, vaLo, access, w)) {
+        // lguest does not accept tables outside the guest's memory or with reserved bits:
+        // the guest is stopped, not given a fault it could misuse.
+        if (this.paravirt && (w.reason === REASON_TABLE_NOT_RAM || w.reason === REASON_RESERVED))
+          this.stop(
+            `bad page-table entry at level ${w.faultLevel} for 0x${vaHi.toString(16)}${(vaLo >>> 0).toString(16).padStart(8, "0")} (${w.reason === REASON_RESERVED ? "reserved bits" : "points outside guest memory"})`,
+          );
         this.stats.injected++;
         this.injectVector = w.fault === FAULT_GP ? 13 : 14;
         this.injectErrorCode = w.errorCode;
@@ -507,6 +537,7 @@ export class ShadowMmu implements Mmu {
 
   /** A guest frame is write-tracked while a synced, indirect shadow page shadows it. */
   private isTracked(gfn: number): boolean {
+    if (this.paravirt) return false; // the guest tells us about every change: nothing to trap
     const list = this.pages.byGfn.get(gfn);
     if (!list) return false;
     for (const id of list)
@@ -649,6 +680,98 @@ export class ShadowMmu implements Mmu {
       }
     }
     return changed;
+  }
+
+  // ---------------------------------------------------------------------------------------
+  // (iii b) Paravirtual hypercalls (lguest)
+
+  /**
+   * A paravirtual guest's page-table hypercall. The guest has already written its own
+   * table; the host checks the entry (like lguest's check_gpte/check_gpgd: nothing outside
+   * guest memory, no reserved bits) and drops the shadow entries derived from it, in every
+   * cached root (kernel mappings live in all of them). A bad entry stops the guest.
+   */
+  hypercall(vcpu: ShadowVcpu, call: PagingHypercall): void {
+    if (!this.paravirt)
+      throw new RangeError('page-table hypercalls need the paravirtual shadow MMU (mmu: "shadow-pv")');
+    if (this.stopReason !== null) throw new GuestStoppedError(`guest stopped: ${this.stopReason}`);
+    this.currentVcpu = vcpu.id;
+    this.stats.hypercalls++;
+    try {
+      switch (call.kind) {
+        case "set-entry":
+          return this.hcSetEntry(vcpu, call);
+        case "release-table": {
+          let flush = false;
+          for (const id of [...(this.pages.byGfn.get(Math.floor(call.tableGpa / 4096)) ?? [])])
+            if (!(this.pages.role[id] & (ROLE_DIRECT | ROLE_PAE_ROOT)) && this.pages.rootRefs[id] === 0) {
+              this.zapPage(id);
+              flush = true;
+            }
+          if (flush) this.flush();
+          return;
+        }
+        case "invlpg":
+          return this.invalidatePage(vcpu, call.vaHi, call.vaLo);
+        case "flush": {
+          // lguest's FLUSH_TLB: drop the user mappings of the current root (all mappings for
+          // a global flush); they refault from the guest's tables.
+          const root = vcpu.shadowRootId;
+          if (root >= 0) {
+            const level = roleLevel(this.pages.role[root]);
+            const userEntries = call.all || level < 4 ? 512 : 256;
+            let flush = false;
+            for (let i = 0; i < userEntries; i++)
+              if (this.clearEntry(this.pages.hfn[root] * 4096 + i * 8, level)) flush = true;
+            if (flush) this.flush();
+          }
+          return;
+        }
+      }
+    } finally {
+      this.currentVcpu = -1;
+    }
+  }
+
+  private hcSetEntry(v: ShadowVcpu, c: Extract<PagingHypercall, { kind: "set-entry" }>): void {
+    const fmt = v.cpuRole.format;
+    if (fmt === null) this.stop("page-table hypercall with paging off");
+    const f = fmt!;
+    if (
+      !Number.isInteger(c.level) ||
+      c.level < 1 ||
+      c.level > f.levels ||
+      !Number.isInteger(c.index) ||
+      c.index < 0 ||
+      c.index >= (f.entryBytes === 4 ? 1024 : 512)
+    )
+      this.stop(`set-entry hypercall with level ${c.level}, index ${c.index}`);
+    if (c.lo & P) {
+      const leaf = c.level === 1 || ((f.largeLevels >>> c.level) & 1 & (c.lo >>> 7)) !== 0;
+      const k = c.level * 2 + (leaf ? 1 : 0);
+      if ((c.lo & f.rsvdLo[k]) !== 0 || (c.hi & f.rsvdHi[k]) !== 0)
+        this.stop(
+          `set-entry hypercall: entry 0x${(c.hi >>> 0).toString(16)}${(c.lo >>> 0).toString(16).padStart(8, "0")} has reserved bits set`,
+        );
+      const frame = f.entryBytes === 4 ? c.lo >>> 12 : (c.hi & 0xfffff) * 0x100000 + (c.lo >>> 12);
+      const first = leaf && c.level > 1 ? frame - (frame % 512 ** (c.level - 1)) : frame;
+      if (this.vm.memslots.find(first) === undefined)
+        this.stop(`set-entry hypercall: entry points at gfn 0x${first.toString(16)}, outside guest memory`);
+    }
+    const gfn = Math.floor(c.tableGpa / 4096);
+    let flush = false;
+    for (const id of [...(this.pages.byGfn.get(gfn) ?? [])]) {
+      const r = this.pages.role[id];
+      if (r & (ROLE_DIRECT | ROLE_PAE_ROOT)) continue;
+      for (const i of this.shadowIndicesOf(r, c.index))
+        if (this.clearEntry(this.pages.hfn[id] * 4096 + i * 8, roleLevel(r))) flush = true;
+    }
+    if (flush) this.flush();
+  }
+
+  private stop(reason: string): never {
+    this.stopReason = reason;
+    throw new GuestStoppedError(`guest stopped: ${reason}`);
   }
 
   // ---------------------------------------------------------------------------------------
