@@ -700,7 +700,8 @@ export class ShadowMmu implements Mmu {
     try {
       switch (call.kind) {
         case "set-entry":
-          return this.hcSetEntry(vcpu, call);
+          this.hcSetEntry(vcpu, call);
+          return;
         case "release-table": {
           let flush = false;
           for (const id of [...(this.pages.byGfn.get(Math.floor(call.tableGpa / 4096)) ?? [])])
@@ -712,7 +713,8 @@ export class ShadowMmu implements Mmu {
           return;
         }
         case "invlpg":
-          return this.invalidatePage(vcpu, call.vaHi, call.vaLo);
+          this.invalidatePage(vcpu, call.vaHi, call.vaLo);
+          return;
         case "flush": {
           // lguest's FLUSH_TLB: drop the user mappings of the current root (all mappings for
           // a global flush); they refault from the guest's tables.
