@@ -20,9 +20,34 @@ export interface PhysRead {
   value: bigint;
 }
 
+/**
+ * Frame cache size (a power of two). Page walks read one entry from each of a few table
+ * frames, and the same table frames again and again, so a small direct-mapped cache in
+ * front of the memslot search and the host page table (a Map lookup and a floating-point
+ * division on the uncached path) turns most `frameWords` calls into a tag compare and three
+ * loads: 1.7–2× more walks per second in bench/walk.bench.ts (BENCHMARKS.md). 1024 entries
+ * (20 KiB): 256 lost ~9 % to conflicts on the benchmark's 133 table frames, 4096 gained ~2 %.
+ */
+const FRAME_CACHE_SIZE = 1024;
+const FRAME_CACHE_MASK = FRAME_CACHE_SIZE - 1;
+const NO_WORDS = new Uint32Array(0);
+
 export class GuestPhysical implements FrameSource {
   frameBase = 0;
   readonly hostSpace: HostAddressSpace;
+  /**
+   * The frame cache: entry `gfn & FRAME_CACHE_MASK` holds gfn (NaN when empty), its word
+   * array and base. It only ever holds what the uncached lookup would return: it is
+   * emptied whenever the memslots' generation or the host address space's epoch differs
+   * from the one it was filled under (any slot change; any host page discarded, migrated or
+   * released). Typed arrays for the tags and bases, one packed array of word arrays, so
+   * the hit path stays monomorphic and allocation-free.
+   */
+  private readonly cacheGfn = new Float64Array(FRAME_CACHE_SIZE).fill(Number.NaN);
+  private readonly cacheBase = new Int32Array(FRAME_CACHE_SIZE);
+  private readonly cacheWords: Uint32Array[] = new Array<Uint32Array>(FRAME_CACHE_SIZE).fill(NO_WORDS);
+  private cacheGeneration = -1;
+  private cacheEpoch = -1;
 
   constructor(
     readonly memslots: Memslots,
@@ -39,11 +64,38 @@ export class GuestPhysical implements FrameSource {
   }
 
   frameWords(gfn: number): Uint32Array | null {
+    // Hit path kept small so V8 inlines it into the walker; misses go to lookupFrame.
+    const i = gfn & FRAME_CACHE_MASK;
+    if (
+      this.cacheGfn[i] === gfn &&
+      this.cacheGeneration === this.memslots.generation &&
+      this.cacheEpoch === this.hostSpace.epoch
+    ) {
+      this.frameBase = this.cacheBase[i];
+      return this.cacheWords[i];
+    }
+    return this.lookupFrame(gfn, i);
+  }
+
+  /** The uncached lookup: memslot, host virtual page, host frame; fills cache entry `i`. */
+  private lookupFrame(gfn: number, i: number): Uint32Array | null {
     const slot = this.memslots.find(gfn);
     if (slot === undefined) return null;
     const hfn = this.hostSpace.frameOf(slot.hvaPage + (gfn - slot.baseGfn));
     const words = this.hostSpace.memory.frameWords(hfn);
-    this.frameBase = this.hostSpace.memory.frameBase;
+    const base = this.hostSpace.memory.frameBase;
+    this.frameBase = base;
+    if (words !== null) {
+      if (this.cacheGeneration !== this.memslots.generation || this.cacheEpoch !== this.hostSpace.epoch) {
+        this.cacheGfn.fill(Number.NaN);
+        this.cacheWords.fill(NO_WORDS);
+        this.cacheGeneration = this.memslots.generation;
+        this.cacheEpoch = this.hostSpace.epoch;
+      }
+      this.cacheGfn[i] = gfn;
+      this.cacheWords[i] = words;
+      this.cacheBase[i] = base;
+    }
     return words;
   }
 

@@ -67,11 +67,15 @@ export class HostAddressSpace {
   backHuge(firstHvaPage: number, order: 9 | 18): void {
     const count = 2 ** order;
     if (!Number.isInteger(firstHvaPage) || firstHvaPage < 0 || firstHvaPage % count !== 0)
-      throw new RangeError(`host virtual page ${firstHvaPage} is not aligned to a ${count * 4} KiB huge page`);
+      throw new RangeError(
+        `host virtual page ${firstHvaPage} is not aligned to a ${count * 4} KiB huge page`,
+      );
     for (let p = firstHvaPage; p < firstHvaPage + count; p += 512) {
       const leaf = this.table.get(Math.floor(p / 512));
       if (leaf?.some((x) => x !== 0))
-        throw new RangeError(`host virtual pages near ${p} are already populated; cannot back them with a huge page`);
+        throw new RangeError(
+          `host virtual pages near ${p} are already populated; cannot back them with a huge page`,
+        );
     }
     const base = this.memory.allocContiguous(count);
     for (let p = firstHvaPage; p < firstHvaPage + count; p += 512) {

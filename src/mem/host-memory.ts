@@ -78,7 +78,9 @@ export class HostMemory implements FrameSource {
    */
   allocContiguous(count: number): number {
     if (!Number.isInteger(count) || count < CHUNK_FRAMES || (count & (count - 1)) !== 0)
-      throw new RangeError(`contiguous allocation of ${count} frames: not a power of two of at least ${CHUNK_FRAMES}`);
+      throw new RangeError(
+        `contiguous allocation of ${count} frames: not a power of two of at least ${CHUNK_FRAMES}`,
+      );
     const base = Math.ceil(this.nextUnused / count) * count;
     if (base + count > this.capacity)
       throw new HostMemoryExhaustedError(
