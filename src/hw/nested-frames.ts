@@ -44,6 +44,16 @@ export class NestedFrameSource implements FrameSource {
   private readonly seenWritable = new Uint8Array(8);
   private seen = 0;
   private readonly writableBit: number;
+  /**
+   * Optional nested TLB: guest frame → host frame for guest paging-structure references,
+   * kept across walks (direct-mapped; NaN = empty). Off (size 0) by default; the vCPU
+   * flushes it whenever the host tables change under it (INVEPT / an MMU zap).
+   */
+  private ntlbGfn = new Float64Array(0);
+  private ntlbHfn = new Float64Array(0);
+  private ntlbWritable = new Uint8Array(0);
+  ntlbHits = 0;
+  ntlbMisses = 0;
 
   constructor(
     readonly hostWalker: GuestWalker,
@@ -58,6 +68,19 @@ export class NestedFrameSource implements FrameSource {
     this.writableBit = ept ? EPT_EFF_W : X86_EFF_W;
   }
 
+  /** Enables a nested TLB of `entries` (a power of two), or disables it with 0. */
+  setNestedTlb(entries: number): void {
+    if (!Number.isInteger(entries) || entries < 0 || (entries & (entries - 1)) !== 0)
+      throw new RangeError(`nested TLB size ${entries} is not 0 or a power of two`);
+    this.ntlbGfn = new Float64Array(entries).fill(Number.NaN);
+    this.ntlbHfn = new Float64Array(entries);
+    this.ntlbWritable = new Uint8Array(entries);
+  }
+
+  flushNestedTlb(): void {
+    this.ntlbGfn.fill(Number.NaN);
+  }
+
   reset(): void {
     this.failed = false;
     this.refs = 0;
@@ -65,6 +88,19 @@ export class NestedFrameSource implements FrameSource {
   }
 
   frameWords(gfn: number): Uint32Array | null {
+    const n = this.ntlbGfn.length;
+    if (n !== 0) {
+      const i = gfn % n;
+      if (this.ntlbGfn[i] === gfn) {
+        this.ntlbHits++;
+        const hfn = this.ntlbHfn[i];
+        this.remember(gfn, hfn, this.ntlbWritable[i]);
+        const words = this.host.frameWords(hfn);
+        this.frameBase = this.host.frameBase;
+        return words;
+      }
+      this.ntlbMisses++;
+    }
     const gpa = gfn * 4096;
     const w = this.nested;
     const ok = this.hostWalker.walk(Math.floor(gpa / 0x100000000), gpa >>> 0, this.tableRead, w);
@@ -74,14 +110,25 @@ export class NestedFrameSource implements FrameSource {
       return null;
     }
     const hfn = Math.floor(w.address / 4096);
-    if (this.seen < 8) {
-      this.seenGfn[this.seen] = gfn;
-      this.seenHfn[this.seen] = hfn;
-      this.seenWritable[this.seen++] = w.effective & this.writableBit;
+    const writable = w.effective & this.writableBit;
+    this.remember(gfn, hfn, writable);
+    if (n !== 0) {
+      const i = gfn % n;
+      this.ntlbGfn[i] = gfn;
+      this.ntlbHfn[i] = hfn;
+      this.ntlbWritable[i] = writable;
     }
     const words = this.host.frameWords(hfn);
     this.frameBase = this.host.frameBase;
     return words;
+  }
+
+  private remember(gfn: number, hfn: number, writable: number): void {
+    if (this.seen < 8) {
+      this.seenGfn[this.seen] = gfn;
+      this.seenHfn[this.seen] = hfn;
+      this.seenWritable[this.seen++] = writable;
+    }
   }
 
   compareExchange(

@@ -29,6 +29,7 @@ import { FORMAT_EPT } from "../arch/format.js";
 import { hi32, lo32, toU64, type U64Input } from "../arch/u64.js";
 import { CR4_LA57, CR4_PCIDE, CR4_PKE, CR4_PKS, CR4_SMAP, CR4_SMEP, PTE_D, PTE_G } from "../arch/x86.js";
 import { NestedFrameSource } from "../hw/nested-frames.js";
+import { PagingStructureCache } from "../hw/paging-structure-cache.js";
 import { TLB_MISS, Tlb, tlbAttrs } from "../hw/tlb.js";
 import type { TlbConfig } from "../hw/tlb-config.js";
 import { TWO_D_GUEST_FAULT, TWO_D_OK, TwoDimensionalWalk } from "../hw/two-dimensional-walk.js";
@@ -123,6 +124,8 @@ export class Vcpu {
   private hwWalker: GuestWalker | null = null;
   private softWalker: GuestWalker | null = null;
   private readonly hwWalk = new Walk();
+  /** The paging-structure cache, when the VM enables it. */
+  readonly psc: PagingStructureCache | null;
   /** ShadowVcpu: the root the hardware walks, set by the shadow MMU. */
   shadowRootHfn = -1;
   shadowRootId = -1;
@@ -139,6 +142,7 @@ export class Vcpu {
   ) {
     this.vpid = id + 1;
     this.tlb = new Tlb(tlb);
+    this.psc = vm.caches.pagingStructure > 0 ? new PagingStructureCache(vm.caches.pagingStructure) : null;
     const mmu = vm.hostMmu;
     if (mmu instanceof ShadowMmu) {
       this.shadow = mmu;
@@ -148,6 +152,7 @@ export class Vcpu {
       const frames = new NestedFrameSource(mmu.walker, vm.host);
       const f = mmu.walker.format;
       const ept = f.kind === FORMAT_EPT;
+      if (vm.caches.nestedTlb > 0) frames.setNestedTlb(vm.caches.nestedTlb);
       this.tdp = {
         frames,
         twoD: new TwoDimensionalWalk(null, frames),
@@ -219,12 +224,14 @@ export class Vcpu {
     this.shadow.hypercall(this, call);
     if (call.kind === "invlpg") this.tlb.invlpg(call.vaHi, call.vaLo);
     else if (call.kind === "flush") this.tlb.flushVpid(this.vpid);
+    this.psc?.flush();
   }
 
   /** INVLPG. */
   invlpg(va: U64Input): void {
     const v = toU64(va, "linear address");
     this.tlb.invlpg(hi32(v), lo32(v));
+    this.psc?.flush(); // INVLPG drops every paging-structure-cache entry of the PCID (SDM 4.10.4.1)
     this.vm.hostMmu.invalidatePage(this, hi32(v), lo32(v));
   }
 
@@ -245,9 +252,11 @@ export class Vcpu {
       pkrs: r.pkrs,
       wp: r.wp,
     });
+    this.psc?.flush();
     if (this.tdp) {
-      this.tdp.twoD.guestWalker =
-        role.format === null ? null : new GuestWalker(this.tdp.frames, config(role));
+      const gw = role.format === null ? null : new GuestWalker(this.tdp.frames, config(role));
+      if (gw !== null) gw.psc = this.psc;
+      this.tdp.twoD.guestWalker = gw;
       return;
     }
     // Shadow paging: the hardware walks the shadow tables (long mode, 5-level for an LA57
@@ -270,11 +279,13 @@ export class Vcpu {
       this.vm.cpu,
     );
     this.hwWalker = new GuestWalker(this.vm.host, config(hostRole));
+    this.hwWalker.psc = this.psc;
     this.tlb.setPermissions(hostRole);
   }
 
   private loadRoot(cr3: bigint, asMov: boolean): void {
     const role = this.cpuRole;
+    this.psc?.flush();
     const pcide = (this.cr4 & CR4_PCIDE) !== 0;
     const pcid = pcide ? Number(cr3 & 0xfffn) : 0;
     const noFlush = pcide && cr3 >> 63n === 1n;
@@ -567,8 +578,11 @@ export class Vcpu {
     this.fault.vector = vector;
     this.fault.errorCode = errorCode;
     this.fault.address = (BigInt(vaHi >>> 0) << 32n) | BigInt(vaLo >>> 0);
-    // A #PF invalidates the TLB entries for the faulting address (SDM 4.10.4.2).
-    if (vector === 14) this.tlb.pageFault(vaHi, vaLo);
+    // A #PF invalidates the TLB and paging-structure-cache entries for the faulting address (SDM 4.10.4.2).
+    if (vector === 14) {
+      this.tlb.pageFault(vaHi, vaLo);
+      this.psc?.flush();
+    }
     return GUEST_FAULT;
   }
 
@@ -605,6 +619,9 @@ export class Vcpu {
 
   /** Flush requested by the MMU (remote or local): its EPT tag (TDP), or this vCPU's VPID (shadow). */
   flushTlb(): number {
-    return this.shadow ? this.tlb.flushVpid(this.vpid) : this.tlb.flushTag(1);
+    this.psc?.flush();
+    if (this.shadow) return this.tlb.flushVpid(this.vpid);
+    this.tdp!.frames.flushNestedTlb();
+    return this.tlb.flushTag(1);
   }
 }

@@ -43,6 +43,12 @@ export interface VmOptions {
   shadow?: ShadowMmuOptions;
   /** TLB geometry for every vCPU (a preset name, a spec string or a TlbConfig). */
   tlb?: TlbConfig | string;
+  /**
+   * Optional hardware caches, off by default: paging-structure caches (entries per level)
+   * and, for TDP, a nested TLB of guest-physical → host-physical translations used by the
+   * 2-D walk's guest-table references (entries). Both powers of two.
+   */
+  caches?: { pagingStructure?: number; nestedTlb?: number };
 }
 
 export interface MemslotOptions extends MemslotSpec {
@@ -67,6 +73,8 @@ export class Vm<O extends VmOptions = VmOptions> implements MmuHost {
   readonly stolenBits: readonly number[];
   readonly stats = { localFlushes: 0, remoteFlushes: 0, memslotChanges: 0 };
   private readonly tlbConfig: TlbConfig | string | undefined;
+  /** The optional hardware caches (0 = off). */
+  readonly caches: { pagingStructure: number; nestedTlb: number };
 
   constructor(o: O = {} as O) {
     this.cpu = typeof o.cpu === "object" ? o.cpu : cpuModel(o.cpu ?? DEFAULT_CPU_MODEL);
@@ -94,6 +102,7 @@ export class Vm<O extends VmOptions = VmOptions> implements MmuHost {
         : new TdpMmu(this, this.cpu, o.tdp)
     ) as MmuOf<O>;
     this.tlbConfig = o.tlb;
+    this.caches = { pagingStructure: o.caches?.pagingStructure ?? 0, nestedTlb: o.caches?.nestedTlb ?? 0 };
   }
 
   /** The MMU with its precise type, whatever `O` says. */

@@ -70,6 +70,23 @@ export interface WalkerConfig {
 
 const MAX_RETRIES = 16;
 
+/** What the walker needs from a paging-structure cache (src/hw/paging-structure-cache.ts). */
+export interface PagingStructureCacheLike {
+  hitTable: number;
+  hitPerm: number;
+  hitXd: number;
+  lookup(f: PagingFormat, vaHi: number, vaLo: number): number;
+  insert(
+    f: PagingFormat,
+    vaHi: number,
+    vaLo: number,
+    level: number,
+    tableGfn: number,
+    perm: number,
+    xd: number,
+  ): void;
+}
+
 export class GuestWalker {
   readonly memory: FrameSource;
   readonly format: PagingFormat;
@@ -88,6 +105,11 @@ export class GuestWalker {
   readonly pdpte = new Uint32Array(8);
   /** Walks that had to be retried because an entry changed during the A/D update. */
   retries = 0;
+  /**
+   * Optional paging-structure cache (simulated hardware): consulted before the walk and
+   * filled with each non-leaf entry used. Null (the default) for an uncached walk.
+   */
+  psc: PagingStructureCacheLike | null = null;
 
   constructor(memory: FrameSource, config: WalkerConfig) {
     this.memory = memory;
@@ -143,8 +165,21 @@ export class GuestWalker {
     let lo = 0;
     let hi = 0;
     const wide = f.entryBytes === 8;
+    const psc = this.psc;
+    let cached = false;
+    if (psc !== null) {
+      const next = psc.lookup(f, vaHi, vaLo);
+      if (next > 0) {
+        // Resume below the cached entry: its table, and the rights accumulated above it.
+        level = next;
+        tableGfn = psc.hitTable;
+        perm = psc.hitPerm;
+        xd = psc.hitXd;
+        cached = true;
+      }
+    }
 
-    if (f.rootIsPdpteRegisters) {
+    if (f.rootIsPdpteRegisters && !cached) {
       // PAE: the top level comes from the PDPTE registers (checked when CR3 was loaded).
       const i = vaLo >>> 30;
       lo = this.pdpte[i * 2];
@@ -181,11 +216,13 @@ export class GuestWalker {
         );
       }
       const base = mem.frameBase;
+      // `| 0`: entries with bit 31 set (address bit 31, XD) would otherwise be boxed as
+      // doubles; as int32 they stay in registers, and every use below is a bit operation.
       if (wide) {
-        lo = words[base + index * 2];
-        hi = words[base + index * 2 + 1];
+        lo = words[base + index * 2] | 0;
+        hi = words[base + index * 2 + 1] | 0;
       } else {
-        lo = words[base + index];
+        lo = words[base + index] | 0;
         hi = 0;
       }
       w.lo[d] = w.newLo[d] = lo;
@@ -224,6 +261,7 @@ export class GuestWalker {
       xd |= hi;
       if (leaf) break;
       tableGfn = (hi & 0xfffff) * 0x100000 + (lo >>> 12);
+      if (psc !== null) psc.insert(f, vaHi, vaLo, level, tableGfn, perm, xd);
       level--;
     }
 
