@@ -62,6 +62,17 @@ function workload({ vm, os }: ReturnType<typeof boot>, checkEvery: number): stri
       }
       checkpoint();
     }
+  // Huge pages: a 4 MiB anonymous mapping faulted in with 2 MiB (4 MiB in 32-bit PSE) pages.
+  const hugeLen = 4 << 20;
+  const huge = os.mmap(parent, hugeLen, PROT_READ | PROT_WRITE, { huge: true });
+  expect(huge.ok).toBe(true);
+  if (huge.ok) {
+    os.switchTo(parent);
+    for (let off = 0; off < hugeLen; off += 0x81000) os.touch(parent, huge.va + BigInt(off), "write", off >>> 12);
+    for (let off = 0; off < hugeLen; off += 0x81000) os.touch(parent, huge.va + BigInt(off), "read");
+    os.munmap(parent, huge.va, hugeLen);
+    checkpoint();
+  }
   for (const c of children) {
     os.exec(c);
     os.exit(c);
