@@ -7,6 +7,8 @@ export default defineConfig({
     setupFiles: ["test/setup.ts"],
     pool: "threads",
     testTimeout: 60_000,
-    reporters: process.env.CI ? ["default", ["json", { outputFile: "test-results/vitest.json" }]] : ["default"],
+    reporters: process.env.CI
+      ? ["default", ["json", { outputFile: "test-results/vitest.json" }]]
+      : ["default"],
   },
 });

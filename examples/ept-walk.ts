@@ -18,7 +18,14 @@ import {
 
 const cpu = cpuModel("intel-sapphirerapids");
 const host = new HostMemory(16 << 20); // EPT tables live in host memory
-const format = eptFormat({ levels: 4, maxPhyAddr: 52, executeOnly: true, mbec: false, gbPages: true, accessedDirty: true });
+const format = eptFormat({
+  levels: 4,
+  maxPhyAddr: 52,
+  executeOnly: true,
+  mbec: false,
+  gbPages: true,
+  accessedDirty: true,
+});
 const ept = new PageTableBuilder(host, format, () => host.alloc());
 ept.map(0x100000n, 0x7000000, 4096, eptLeaf({ read: false, write: false, execute: true }));
 
@@ -26,8 +33,13 @@ ept.map(0x100000n, 0x7000000, 4096, eptLeaf({ read: false, write: false, execute
 const walker = eptWalker(host, ept.cr3 | 0x5en, cpu);
 const w = new Walk();
 
-console.log("fetch:", walker.walk(0, 0x100010, ACCESS_FETCH, w) ? `ok → ${w.address.toString(16)}` : "violation");
+console.log(
+  "fetch:",
+  walker.walk(0, 0x100010, ACCESS_FETCH, w) ? `ok → ${w.address.toString(16)}` : "violation",
+);
 walker.walk(0, 0x100010, ACCESS_LINEAR_VALID, w);
 const q = w.errorCode;
 console.log(`read: EPT violation, exit qualification ${q.toString(16)}`);
-console.log(`  data read: ${!!(q & EPTQ_READ)}, page executable: ${!!(q & EPTQ_EXECUTABLE)}, readable: ${!!(q & 8)}`);
+console.log(
+  `  data read: ${!!(q & EPTQ_READ)}, page executable: ${!!(q & EPTQ_EXECUTABLE)}, readable: ${!!(q & 8)}`,
+);

@@ -44,5 +44,7 @@ for (const [va, access] of [
     : `→ ${t.fault!.kind} error code ${t.fault!.errorCode.toString(16)} (${t.fault!.reason})`;
   console.log(`${va.toString(16)} ${access & ACCESS_WRITE ? "write" : "read"} ${what}`);
   for (const p of t.path)
-    console.log(`   L${p.level} @${p.entryAddress.toString(16)}: ${p.before.toString(16)} → ${p.after.toString(16)}`);
+    console.log(
+      `   L${p.level} @${p.entryAddress.toString(16)}: ${p.before.toString(16)} → ${p.after.toString(16)}`,
+    );
 }

@@ -68,7 +68,8 @@ function workload({ vm, os }: ReturnType<typeof boot>, checkEvery: number): stri
   expect(huge.ok).toBe(true);
   if (huge.ok) {
     os.switchTo(parent);
-    for (let off = 0; off < hugeLen; off += 0x81000) os.touch(parent, huge.va + BigInt(off), "write", off >>> 12);
+    for (let off = 0; off < hugeLen; off += 0x81000)
+      os.touch(parent, huge.va + BigInt(off), "write", off >>> 12);
     for (let off = 0; off < hugeLen; off += 0x81000) os.touch(parent, huge.va + BigInt(off), "read");
     os.munmap(parent, huge.va, hugeLen);
     checkpoint();
