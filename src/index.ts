@@ -196,14 +196,93 @@ export { type MemslotOptions, Vm, type VmOptions } from "./vm/vm.js";
 
 export * from "./guest/allocator.js";
 export * from "./guest/layout.js";
+export * from "./guest/lguest-ops.js";
 export * from "./guest/model.js";
 export * from "./guest/os.js";
 export * from "./guest/paravirt.js";
 export {
+  GuestStoppedError,
   MMU_EMULATE,
   MMU_INJECT,
+  type PagingHypercall,
   ShadowMmu,
   type ShadowMmuOptions,
   type ShadowVcpu,
 } from "./mmu/shadow/shadow-mmu.js";
 export { ShadowPages } from "./mmu/shadow/shadow-pages.js";
+
+// The simulator (src/sim): workloads, lackey traces, the runner, the cost model, reports.
+
+export {
+  CostConfigError,
+  type CostCounts,
+  type CostModel,
+  CYCLE_CAUSES,
+  type CycleBreakdown,
+  costModelFrom,
+  cyclesOf,
+  DEFAULT_COSTS,
+  EXIT_KINDS,
+  type ExitCosts,
+  parseCostModel,
+} from "./sim/cost.js";
+export {
+  type LackeyOptions,
+  LackeyParser,
+  type LackeyTrace,
+  layoutTrace,
+  parseLackey,
+  readLackeyFile,
+  TRACE_INSTR,
+  TRACE_LOAD,
+  TRACE_MODIFY,
+  TRACE_STORE,
+  TraceBuffer,
+  TraceError,
+  type TraceLayout,
+  type TraceProblem,
+  type TraceProgramOptions,
+  type TraceRegion,
+  tracePages,
+  traceProgram,
+} from "./sim/lackey.js";
+export {
+  type Program,
+  type ProgramEnv,
+  REGION_DATA,
+  REGION_STACK,
+  REGION_TEXT,
+  type SimOp,
+} from "./sim/program.js";
+export { Prng } from "./sim/random.js";
+export { formatJson, formatSvg, formatTable, reportTitle } from "./sim/report.js";
+export {
+  ALL_MMUS,
+  type ExitTotals,
+  GUEST_PAGING_MODES,
+  MMU_NAMES,
+  type MmuName,
+  NATIVE_WALK_DEPTH,
+  type NativeEstimate,
+  nativeFrom,
+  parseMmuList,
+  type RunConfig,
+  type RunOptions,
+  type RunResult,
+  runProgram,
+  type SimulateOptions,
+  SimulationError,
+  type SimulationReport,
+  simulate,
+} from "./sim/runner.js";
+export {
+  churn,
+  compile,
+  database,
+  server,
+  stream,
+  WORKLOADS,
+  type Workload,
+  type WorkloadOptions,
+  workload,
+} from "./sim/workloads.js";

@@ -5,6 +5,8 @@
  *   vmmu translate --dump FILE [--cr3 X ...] VA...   linear → physical through a dump's tables
  *   vmmu maps --dump FILE [--format ...]             every mapping (QEMU info tlb / info mem / JSON)
  *   vmmu demo                                        walks in every paging mode, explained
+ *   vmmu simulate --workload NAME | --trace FILE...  a workload under several host MMUs
+ *   vmmu workloads                                   the built-in workloads
  *
  * `main(argv, io)` never exits the process: it returns 0 (ok), 1 (failure, or a translation
  * faulted) or 2 (usage). Results go to stdout, notes and errors to stderr.
@@ -16,10 +18,14 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import type { AccessKind } from "../arch/access.js";
 import { CPU_MODELS, CpuStateError, DEFAULT_CPU_MODEL } from "../arch/cpu.js";
 import { DumpError } from "../dump/elf.js";
+import { CostConfigError } from "../sim/cost.js";
+import { TraceError } from "../sim/lackey.js";
+import { SimulationError } from "../sim/runner.js";
 import { runDemo } from "./demo.js";
 import { type Io, UsageError } from "./io.js";
 import { type MapsFormat, runMaps } from "./maps.js";
 import { parseIndex, parseRegister, parseU32 } from "./registers.js";
+import { InputError, registerSimulate } from "./simulate.js";
 import { runTranslate } from "./translate.js";
 
 export const VERSION = "0.1.0";
@@ -116,6 +122,10 @@ Example:
       code = runDemo(io);
     });
 
+  registerSimulate(program, io, (c) => {
+    code = c;
+  });
+
   try {
     await program.parseAsync(argv, { from: "user" });
     return code;
@@ -125,7 +135,14 @@ Example:
       io.stderr.write(`vmmu: error: ${e.message}\n(run with --help for usage)\n`);
       return 2;
     }
-    if (e instanceof DumpError || e instanceof CpuStateError) {
+    if (
+      e instanceof DumpError ||
+      e instanceof CpuStateError ||
+      e instanceof TraceError ||
+      e instanceof CostConfigError ||
+      e instanceof SimulationError ||
+      e instanceof InputError
+    ) {
       io.stderr.write(`vmmu: error: ${e.message}\n`);
       return 1;
     }
