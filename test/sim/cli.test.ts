@@ -178,8 +178,13 @@ describe("vmmu simulate", () => {
     expect(e.stdout).toBe("");
   });
 
+  it("runs the default workload when none is named", async () => {
+    const r = await run("simulate", "--scale", "0.05", "--mmu", "tdp");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^workload compile, seed 1/);
+  });
+
   it.each([
-    [["simulate"], "give --workload NAME or --trace FILE"],
     [["simulate", "--workload", "nope"], 'unknown workload "nope"'],
     [["simulate", "--workload", "churn", "--trace", "x"], "--workload and --trace exclude each other"],
     [["simulate", "--workload", "churn", "--mmu", "vtx"], 'unknown MMU "vtx"'],
