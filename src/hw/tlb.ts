@@ -258,6 +258,9 @@ export class Tlb {
   private readonly zBase = new Uint32Array(3);
   private readonly zWays = new Uint32Array(3);
   private readonly zSetMask = new Uint32Array(3);
+  /** The 4 KiB array's ways and set mask again, as plain fields for `lookup`'s first probe. */
+  private readonly ways4k: number;
+  private readonly setMask4k: number;
 
   /** [rights class] → bit a set when access descriptor a (ACCESS_* & 0x1f) cannot hit. */
   private readonly deny = new Uint32Array(256).fill(0xffffffff);
@@ -290,6 +293,8 @@ export class Tlb {
       }
     });
     this.capacity = n;
+    this.ways4k = this.zWays[TLB_4K];
+    this.setMask4k = this.zSetMask[TLB_4K];
     this.vpn = new Uint32Array(n);
     this.tag = new Uint32Array(n);
     this.space = new Uint32Array(n);
@@ -386,12 +391,41 @@ export class Tlb {
    */
   lookup(vaHi: number, vaLo: number, access: number): number {
     const h = vaHi & VA_HI_MASK;
+    // The 4 KiB array first, on its own (its slots start at 0): most hits end here, and
+    // plain fields instead of the per-size arrays keep the probe short.
+    const ways = this.ways4k;
+    if (ways !== 0) {
+      const lo = ((vaLo >>> 12) | (h << 20)) >>> 0;
+      const hi = h >>> 12;
+      const vpnArr = this.vpn;
+      const spaceArr = this.space;
+      const space = this.curSpace;
+      let s = (lo & this.setMask4k) * ways;
+      for (const end = s + ways; s < end; s++) {
+        if (vpnArr[s] !== lo || spaceArr[s] !== space) continue;
+        const t = this.tag[s];
+        if (t !== (hi | this.curTag) && (t & ~TAG_PCID_MASK) !== (hi | TAG_VALID | TAG_GLOBAL)) continue;
+        if ((this.deny[this.attr[s]] >>> access) & 1) {
+          this.stats.rightsMisses++;
+          this.stats.misses++;
+          return TLB_MISS;
+        }
+        if (this.lru) this.stamp[s] = ++this.clock;
+        this.hits[TLB_4K]++;
+        return this.frame[s] + (vaLo & 0xfff);
+      }
+    }
+    return this.lookupLarge(h, vaLo, access);
+  }
+
+  /** `lookup` in the 2 MiB and 1 GiB arrays. */
+  private lookupLarge(h: number, vaLo: number, access: number): number {
     const vpnArr = this.vpn;
     const spaceArr = this.space;
     const tagArr = this.tag;
     const space = this.curSpace;
     const ctxTag = this.curTag;
-    for (let z = 0; z < 3; z++) {
+    for (let z = TLB_2M; z < 3; z++) {
       const ways = this.zWays[z];
       if (ways === 0) continue;
       const shift = SHIFTS[z];

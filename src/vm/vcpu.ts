@@ -33,6 +33,7 @@ import { PagingStructureCache } from "../hw/paging-structure-cache.js";
 import { TLB_MISS, Tlb, tlbAttrs } from "../hw/tlb.js";
 import type { TlbConfig } from "../hw/tlb-config.js";
 import { TWO_D_GUEST_FAULT, TWO_D_OK, TwoDimensionalWalk } from "../hw/two-dimensional-walk.js";
+import type { HostMemory } from "../mem/host-memory.js";
 import { MMU_MMIO } from "../mmu/mmu.js";
 import { MMU_EMULATE, MMU_INJECT, type PagingHypercall, ShadowMmu } from "../mmu/shadow/shadow-mmu.js";
 import type { TdpMmu } from "../mmu/tdp/tdp-mmu.js";
@@ -81,6 +82,8 @@ const ALL_ALLOWED = new Uint16Array(32);
 
 export class Vcpu {
   readonly tlb: Tlb;
+  /** `vm.host`, one load closer to the hot path. */
+  private readonly host: HostMemory;
   /** VPID (ASID) tagging this vCPU's TLB entries. */
   readonly vpid: number;
   readonly stats = {
@@ -141,6 +144,7 @@ export class Vcpu {
     tlb: TlbConfig | string | undefined,
   ) {
     this.vpid = id + 1;
+    this.host = vm.host;
     this.tlb = new Tlb(tlb);
     this.psc = vm.caches.pagingStructure > 0 ? new PagingStructureCache(vm.caches.pagingStructure) : null;
     const mmu = vm.hostMmu;
@@ -339,15 +343,16 @@ export class Vcpu {
    */
   read32(vaHi: number, vaLo: number, access: number): number {
     if ((vaLo & 3) !== 0) throw new RangeError("read32 needs a 4-byte aligned address");
-    this.stats.accesses++;
+    const stats = this.stats;
+    stats.accesses++;
     let hpa = this.tlb.lookup(vaHi, vaLo, access);
     if (hpa === TLB_MISS) {
-      this.stats.tlbMisses++;
+      stats.tlbMisses++;
       hpa = this.miss(vaHi, vaLo, access);
       if (hpa < 0) return this.slowEnd(hpa, 4, false, 0);
-    } else this.stats.tlbHits++;
+    } else stats.tlbHits++;
     this.status = ACCESS_OK;
-    const host = this.vm.host;
+    const host = this.host;
     const words = host.frameWords(Math.floor(hpa / 4096))!;
     return words[host.frameBase + ((hpa & 0xfff) >>> 2)];
   }
@@ -355,15 +360,16 @@ export class Vcpu {
   /** The hot path for an aligned 4-byte write; see `read32`. Returns whether it completed. */
   write32(vaHi: number, vaLo: number, access: number, value: number): boolean {
     if ((vaLo & 3) !== 0) throw new RangeError("write32 needs a 4-byte aligned address");
-    this.stats.accesses++;
+    const stats = this.stats;
+    stats.accesses++;
     let hpa = this.tlb.lookup(vaHi, vaLo, access);
     if (hpa === TLB_MISS) {
-      this.stats.tlbMisses++;
+      stats.tlbMisses++;
       hpa = this.miss(vaHi, vaLo, access);
       if (hpa < 0) return this.slowEnd(hpa, 4, true, value) === 0 && this.status === ACCESS_OK;
-    } else this.stats.tlbHits++;
+    } else stats.tlbHits++;
     this.status = ACCESS_OK;
-    const host = this.vm.host;
+    const host = this.host;
     const words = host.frameWords(Math.floor(hpa / 4096))!;
     words[host.frameBase + ((hpa & 0xfff) >>> 2)] = value;
     return true;
