@@ -24,7 +24,7 @@
  * supervisor-only writable entries for the supervisor writes WP=0 allows (KVM's trick).
  */
 
-import { ACCESS_IMPLICIT, ACCESS_USER, ACCESS_WRITE } from "../../arch/access.js";
+import { ACCESS_IMPLICIT, ACCESS_PERM_INDEX_MASK, ACCESS_USER, ACCESS_WRITE } from "../../arch/access.js";
 import type { CpuRole } from "../../arch/cpu.js";
 import type { PagingFormat } from "../../arch/format.js";
 import type { HostMemory } from "../../mem/host-memory.js";
@@ -250,20 +250,27 @@ export class ShadowMmu implements Mmu {
     const mode = v.cpuRole.mode;
     for (let i = 0; i < 4; i++) {
       const entry = this.pages.hfn[pdptId] * 4096 + i * 8;
-      if (mode === "32bit") {
-        this.ensureChild(pdptId, i, gw.rootGfn, childRole(cpuBits, 2, ACC_ALL, i, false));
-        continue;
-      }
-      const lo = gw.pdpte[i * 2];
-      const hi = gw.pdpte[i * 2 + 1];
-      if ((lo & P) === 0) this.clearEntry(entry, 3);
-      else
-        this.ensureChild(
+      let pd: number;
+      if (mode === "32bit")
+        pd = this.ensureChild(pdptId, i, gw.rootGfn, childRole(cpuBits, 2, ACC_ALL, i, false));
+      else {
+        const lo = gw.pdpte[i * 2];
+        const hi = gw.pdpte[i * 2 + 1];
+        if ((lo & P) === 0) {
+          this.clearEntry(entry, 3);
+          continue;
+        }
+        pd = this.ensureChild(
           pdptId,
           i,
           (hi & 0xfffff) * 0x100000 + (lo >>> 12),
           childRole(cpuBits, 2, ACC_ALL, 0, false),
         );
+      }
+      // Mark each PD as used by this fault / root load: otherwise creating PD i+1 under a
+      // tight page bound could reclaim PD i just linked, and the fault that follows found no
+      // PD for a walk the guest allowed ("internal: PAE shadow root has no PD").
+      if (pd >= 0) this.pages.touch(pd);
     }
   }
 
@@ -298,7 +305,7 @@ export class ShadowMmu implements Mmu {
 
   private fault(v: ShadowVcpu, vaHi: number, vaLo: number, access: number): number {
     // MMIO fast path: a cached MMIO entry of the current generation.
-    const mmio = this.lookupMmio(v, vaHi, vaLo);
+    const mmio = this.lookupMmio(v, vaHi, vaLo, access);
     if (mmio >= 0) {
       this.stats.mmioFast++;
       this.mmioGpa = mmio * 4096 + (vaLo & 0xfff);
@@ -390,7 +397,12 @@ export class ShadowMmu implements Mmu {
           // A guest large page: this entry's range of it is shadowed by a direct page.
           const accessGfn = Math.floor(w.address / 4096);
           childGfn = accessGfn - (accessGfn % 512 ** (level - 1));
-          childR = childRole(cpu, level - 1, access2, 0, true);
+          // A clean guest large page gives no write access (KVM's protect_clean_gpte): the
+          // direct page is shared by every guest mapping of the range with the same role, and
+          // a writable entry made through a dirty mapping let writes through a clean one (in
+          // another address space) skip setting that mapping's D bit. The first write faults,
+          // the walk sets D, and the mapping moves to the writable direct page.
+          childR = childRole(cpu, level - 1, w.newLo[p] & D ? access2 : access2 & ~ACC_W, 0, true);
         } else {
           childGfn = (hi & 0xfffff) * 0x100000 + (lo >>> 12);
           // A 32-bit guest PDE covers two shadow PDEs; each takes one half of the guest PT.
@@ -416,7 +428,7 @@ export class ShadowMmu implements Mmu {
   ): number {
     const entry = this.pages.hfn[id] * 4096 + index * 8;
     if (slot === undefined) {
-      this.setMmio(entry, gfn);
+      this.setMmio(entry, gfn, this.w.depth > 0 ? this.w.effective : 7);
       this.mmioGpa = gfn * 4096 + offset;
       this.stats.mmio++;
       return MMU_MMIO;
@@ -649,6 +661,10 @@ export class ShadowMmu implements Mmu {
           g.status === "ok" &&
           fmt !== null &&
           (lo & P) !== 0 &&
+          // A guest entry whose A bit the guest cleared (aging) must fault again so the next
+          // use sets it: keeping the SPTE hid every later access from the guest's A bit
+          // (KVM's sync drops non-accessed gptes too, FNAME(prefetch_invalid_gpte)).
+          (lo & A) !== 0 &&
           (lo & fmt.rsvdLo[3]) === 0 &&
           (hi & fmt.rsvdHi[3]) === 0 &&
           this.leafGfn.get(entry) === gfn &&
@@ -786,7 +802,9 @@ export class ShadowMmu implements Mmu {
     let child = this.pages.find(gfn, role);
     if (child >= 0 && (lo & P) !== 0 && frameOf(lo, hi) === this.pages.hfn[child]) return child;
     const level = roleLevel(this.pages.role[id]);
-    if ((lo & (P | MMIO_MARK)) !== 0) this.clearEntry(entry, level);
+    // Replacing a link (a direct page for a guest large page whose D bit got set, below)
+    // drops translations the TLBs may hold: flush, as KVM's validate_direct_spte does.
+    if ((lo & (P | MMIO_MARK)) !== 0 && this.clearEntry(entry, level)) this.flush();
     if (child < 0) {
       child = this.newPage(gfn, role);
       if (child < 0) return -1;
@@ -1020,17 +1038,21 @@ export class ShadowMmu implements Mmu {
   // ---------------------------------------------------------------------------------------
   // (vi) MMIO entries
 
-  private setMmio(entry: number, gfn: number): void {
+  /**
+   * `eff`: the guest's effective rights (X86_EFF_W/U/X) for the page, kept in bits 63:61 so
+   * the fast path can check a later access against them.
+   */
+  private setMmio(entry: number, gfn: number, eff: number): void {
     const old = this.readEntry(entry);
     if (old[0] & P) this.clearEntry(entry, 1);
     const gen = this.vm.memslots.generation & ((1 << GEN_BITS) - 1);
     const lo = MMIO_MARK | ((gen & 0x1ff) << 1) | ((gfn % 0x100000) << 12);
-    const hi = Math.floor(gfn / 0x100000) | ((gen >>> 9) << 20);
+    const hi = Math.floor(gfn / 0x100000) | ((gen >>> 9) << 20) | ((eff & 7) << 29);
     this.writeEntry(entry, lo >>> 0, hi >>> 0);
   }
 
   /** The gfn of a current-generation MMIO entry for the address, or -1 (a stale one is cleared). */
-  private lookupMmio(v: ShadowVcpu, vaHi: number, vaLo: number): number {
+  private lookupMmio(v: ShadowVcpu, vaHi: number, vaLo: number, access: number): number {
     const e = this.walkShadow(v.shadowRootId, vaHi, vaLo);
     if (e < 0) return -1;
     const [lo, hi] = this.readEntry(e);
@@ -1041,6 +1063,19 @@ export class ShadowMmu implements Mmu {
       this.writeEntry(e, 0, 0);
       return -1;
     }
+    // The entry was made for one access the guest's tables allowed; another access (a fetch
+    // from an NX page, a write to a read-only one, a user access to a supervisor page) must
+    // take the slow path, which walks the guest's tables and injects its fault. Without this
+    // check a fetch from an NX MMIO mapping reached the device (KVM checks the access cached
+    // with the MMIO SPTE the same way, vcpu_mmio_gva_to_gpa). Protection keys: slow path.
+    const role = v.cpuRole;
+    if (
+      role.format !== null &&
+      (role.pke ||
+        role.pks ||
+        ((role.permFault[access & ACCESS_PERM_INDEX_MASK] >>> ((hi >>> 29) & 7)) & 1) !== 0)
+    )
+      return -1;
     return (hi & 0xfffff) * 0x100000 + (lo >>> 12);
   }
 
