@@ -156,11 +156,15 @@ const bench: Benchmark = {
     // For reference: the C memory model without GuestPhysical's frame cache, i.e. the model
     // the JS had before the cache was added (BENCHMARKS.md, before/after).
     const exeNoCache = ctx.compileC("walk.c", "walk-nocache", ["-DVMMU_NO_FRAME_CACHE"]);
+    // The C with the same restructuring as the JS (GuestWalker.translateFast transcribed):
+    // the fair comparison for the JS as it is now; `exe` is the C reference as it was.
+    const exeFast = ctx.compileC("walk.c", "walk-fast", ["-DWALK_FAST_PATH"]);
     const cArgs = [image, String(warmup), String(runs), ...listFiles];
 
     const js: ListRuns[][] = [];
     const c: CResult[] = [];
     const cNoCache: CResult[] = [];
+    const cFast: CResult[] = [];
     for (let r = 0; r < rounds; r++) {
       ctx.log(`round ${r + 1}/${rounds}: JS`);
       js.push(runJs(g.walker, lists, warmup, runs, r === 0));
@@ -168,12 +172,15 @@ const bench: Benchmark = {
       c.push(ctx.runC<CResult>(exe, cArgs));
       ctx.log(`round ${r + 1}/${rounds}: C without the frame cache`);
       cNoCache.push(ctx.runC<CResult>(exeNoCache, cArgs));
+      ctx.log(`round ${r + 1}/${rounds}: C with the fast path`);
+      cFast.push(ctx.runC<CResult>(exeFast, cArgs));
     }
+    const allC = [...c, ...cNoCache, ...cFast];
 
     // Same results on both sides: every pass's checksum, the fault counts, final memory.
     for (let li = 0; li < lists.length; li++) {
       const j0 = js[0][li];
-      for (const cr of [...c, ...cNoCache]) {
+      for (const cr of allC) {
         const cl = cr.lists[li];
         check(cl.cold.sum === j0.cold.sum, `${LIST_NAMES[li]} cold checksum`);
         check(cl.cold.faults === j0.cold.faults && j0.cold.faults === 0, `${LIST_NAMES[li]} cold faults`);
@@ -185,8 +192,8 @@ const bench: Benchmark = {
       }
     }
     const memHash = hashHostMemory(g.host);
-    for (const cr of [...c, ...cNoCache]) check(cr.memHash === memHash, "host memory hash after the runs");
-    check(g.walker.retries === 0 && [...c, ...cNoCache].every((cr) => cr.retries === 0), "retries");
+    for (const cr of allC) check(cr.memHash === memHash, "host memory hash after the runs");
+    check(g.walker.retries === 0 && allC.every((cr) => cr.retries === 0), "retries");
 
     const metrics: Metric[] = [];
     const details: Record<string, unknown> = {
@@ -210,18 +217,29 @@ const bench: Benchmark = {
         const jsWall = rate(js.flatMap((r) => r[li][v].ms));
         const cWall = rate(c.flatMap((r) => r.lists[li][v].ms));
         const cNoCacheRate = rate(cNoCache.flatMap((r) => r.lists[li][v].cpuMs));
+        const cFastRate = rate(cFast.flatMap((r) => r.lists[li][v].cpuMs));
         const ratio = jsRate.median / cRate.median;
+        const ratioFast = jsRate.median / cFastRate.median;
         per[v] = {
           js: jsRate,
           c: cRate,
           ratio,
           wall: { js: jsWall, c: cWall, ratio: jsWall.median / cWall.median },
           cNoFrameCache: cNoCacheRate,
+          cFastPath: cFastRate,
+          ratioFastPath: ratioFast,
         };
         metrics.push(
           { name: `${name} ${v} JS`, value: jsRate.median, unit: "walks/s", iqrPct: jsRate.iqrPct },
           { name: `${name} ${v} C`, value: cRate.median, unit: "walks/s", iqrPct: cRate.iqrPct },
           { name: `${name} ${v} JS/C`, value: ratio, unit: "ratio" },
+          {
+            name: `${name} ${v} C fast path`,
+            value: cFastRate.median,
+            unit: "walks/s",
+            iqrPct: cFastRate.iqrPct,
+          },
+          { name: `${name} ${v} JS/C fast path`, value: ratioFast, unit: "ratio" },
           {
             name: `${name} ${v} C no frame cache`,
             value: cNoCacheRate.median,
@@ -232,7 +250,8 @@ const bench: Benchmark = {
         ctx.log(
           `  ${name.padEnd(10)} ${v.padEnd(9)} JS ${fmtRate(jsRate.median).padStart(11)} ±${jsRate.iqrPct.toFixed(1)}%` +
             `  C ${fmtRate(cRate.median).padStart(11)} ±${cRate.iqrPct.toFixed(1)}%  JS/C ${ratio.toFixed(3)}` +
-            `  (wall: JS/C ${(jsWall.median / cWall.median).toFixed(3)})`,
+            `  (wall: JS/C ${(jsWall.median / cWall.median).toFixed(3)})` +
+            `  C fast path ${fmtRate(cFastRate.median)} JS/C ${ratioFast.toFixed(3)}`,
         );
       }
       details[name] = {

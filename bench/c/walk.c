@@ -6,6 +6,10 @@
  * (canonical address, presence, reserved bits per level, leaf rules, permission table,
  * protection keys when enabled) and fills the same record.
  *
+ * With -DWALK_FAST_PATH (the "walk-fast" executable) it also transcribes the JS fast path
+ * (GuestWalker.translateFast, the frame-cache probe, the A/D-clean test), so the JS can be
+ * compared with C of the same structure as well as with the reference as it was.
+ *
  * usage: walk IMAGE WARMUP RUNS LIST...   (prints JSON on stdout)
  * Per list: one cold `walk` pass (sets accessed/dirty flags), WARMUP passes of each variant,
  * then RUNS timed passes of `walk` (translate + A/D commit) and `translate` (pure), alternating.
@@ -117,8 +121,8 @@ static int fail(GuestWalker *wk, Walk *w, uint32_t depth, int kind, int reason, 
   return 0;
 }
 
-/* GuestWalker.translate */
-static int translate(GuestWalker *wk, uint32_t va_hi, uint32_t va_lo, uint32_t access, Walk *w) {
+/* GuestWalker.translateGeneral */
+static int translate_general(GuestWalker *wk, uint32_t va_hi, uint32_t va_lo, uint32_t access, Walk *w) {
   const PagingFormat *f = wk->format;
   GuestPhysical *mem = wk->memory;
   w->va_hi = va_hi;
@@ -239,6 +243,113 @@ static int translate(GuestWalker *wk, uint32_t va_hi, uint32_t va_lo, uint32_t a
   return 1;
 }
 
+#ifdef WALK_FAST_PATH
+/*
+ * GuestWalker.translateFast and its eligibility test (fastEligible), transcribed like the
+ * rest; compiled in with -DWALK_FAST_PATH (the "walk-fast" executable), so the benchmark
+ * measures the C both as it was (the general walk only) and with the same restructuring as
+ * the JS. Returns 0 (not a plain success: walk again with translate), 1 (success, nothing
+ * for the A/D commit to write) or 2 (success, commit needed).
+ */
+static int fast_eligible(const GuestWalker *wk) {
+  const PagingFormat *f = wk->format;
+  if (f->kind != 0 || f->entry_bytes != 8 || f->root_is_pdpte_registers || f->pse36 ||
+      (f->levels != 4 && f->levels != 5) || f->address_bits != (f->levels == 4 ? 48u : 57u) ||
+      f->present_mask != 1 || f->perm_mask != 6 || f->accessed_mask != 0x20 || f->dirty_mask != 0x40 || wk->pke ||
+      wk->pks)
+    return 0;
+  for (uint32_t l = 1; l <= f->levels; l++)
+    if (f->shifts[l] != (int32_t)(l * 9 + 3) || f->index_masks[l] != 0x1ff) return 0;
+  return 1;
+}
+
+/* GuestPhysical.currentFrameCache */
+static void gp_current_frame_cache(GuestPhysical *gp) {
+  if (gp->cache_generation != (int64_t)gp->memslots->generation || gp->cache_epoch != gp->host_space->epoch) {
+    memset(gp->cache_gfn, 0xff, sizeof gp->cache_gfn);
+    memset(gp->cache_words, 0, sizeof gp->cache_words);
+    gp->cache_generation = (int64_t)gp->memslots->generation;
+    gp->cache_epoch = gp->host_space->epoch;
+  }
+}
+
+static int wk_fast;
+static int32_t wk_rsvd[24];
+
+static int translate_fast(GuestWalker *wk, uint32_t va_hi, uint32_t va_lo, uint32_t access, Walk *w) {
+  const PagingFormat *f = wk->format;
+  GuestPhysical *mem = wk->memory;
+  uint32_t bits_above = 64 - f->address_bits;
+  if (((int32_t)(va_hi << bits_above) >> bits_above) != (int32_t)va_hi) return 0;
+  gp_current_frame_cache(mem);
+  uint32_t large = f->large_levels;
+  int level = (int)f->levels;
+  uint64_t table_gfn = wk->root_gfn;
+  uint32_t all = 0xffffffffu, xd = 0, d = 0, lo = 0, hi = 0;
+  for (;;) {
+    int shift = level * 9 + 3;
+    uint32_t index = (level >= 4 ? va_hi >> (shift - 32) : (va_lo >> shift) | (va_hi << (32 - shift))) & 0x1ff;
+    uint64_t slot = table_gfn & FRAME_CACHE_MASK;
+    uint32_t *words;
+    uint64_t at;
+    if (mem->cache_gfn[slot] == table_gfn) {
+      words = mem->cache_words[slot];
+      at = mem->cache_base[slot] + index * 2;
+    } else {
+      words = gp_frame_words(mem, table_gfn);
+      if (words == NULL) return 0;
+      at = mem->frame_base + index * 2;
+    }
+    lo = words[at];
+    hi = words[at + 1];
+    w->level[d] = (int8_t)level;
+    w->entry_addr[d] = table_gfn * 4096 + (uint64_t)index * 8;
+    w->lo[d] = w->new_lo[d] = lo;
+    w->hi[d] = w->new_hi[d] = hi;
+    d++;
+    if ((lo & 1) == 0) return 0;
+    int leaf = level == 1 || ((large >> level) & (lo >> 7) & 1) != 0;
+    int k = level * 4 + (leaf ? 2 : 0);
+    if ((lo & (uint32_t)wk_rsvd[k]) != 0 || (hi & (uint32_t)wk_rsvd[k + 1]) != 0) return 0;
+    all &= lo;
+    xd |= hi;
+    if (leaf) break;
+    table_gfn = (uint64_t)(hi & 0xfffff) * 0x100000 + (lo >> 12);
+    level--;
+  }
+  uint32_t eff = ((all >> 1) & 3) | ((xd & f->xd_mask_hi) == 0 ? 4 : 0);
+  if (((wk->perm_fault[access & 0x1f] >> eff) & 1) != 0) return 0;
+  int page_shift = level * 9 + 3;
+  uint32_t offset_mask = (1u << page_shift) - 1;
+  int write = (access & 1) != 0;
+  w->va_hi = va_hi;
+  w->va_lo = va_lo;
+  w->access = access;
+  w->register_mask = 0;
+  w->missing_mask = 0;
+  w->address = (uint64_t)(hi & 0xfffff) * 0x100000000ull + (lo & ~offset_mask & 0xfffff000u) + (va_lo & offset_mask);
+  w->page_shift = page_shift;
+  w->effective = eff;
+  w->pkey = (hi >> 27) & 15;
+  w->fault = FAULT_NONE;
+  w->reason = 0;
+  w->error_code = 0;
+  w->fault_level = 0;
+  w->depth = d;
+  w->accessed_count = d;
+  w->set_dirty = write;
+  return (all & 0x20) != 0 && (!write || (lo & 0x40) != 0) ? 1 : 2;
+}
+#endif
+
+/* GuestWalker.translate */
+static int translate(GuestWalker *wk, uint32_t va_hi, uint32_t va_lo, uint32_t access, Walk *w) {
+#ifdef WALK_FAST_PATH
+  if (wk_fast && translate_fast(wk, va_hi, va_lo, access, w) != 0) return 1;
+#endif
+  return translate_general(wk, va_hi, va_lo, access, w);
+}
+
 /* GuestWalker.commitAccessedDirty */
 static int commit_accessed_dirty(GuestWalker *wk, Walk *w) {
   const PagingFormat *f = wk->format;
@@ -258,8 +369,20 @@ static int commit_accessed_dirty(GuestWalker *wk, Walk *w) {
 
 /* GuestWalker.walk */
 static int walk(GuestWalker *wk, uint32_t va_hi, uint32_t va_lo, uint32_t access, Walk *w) {
-  for (int attempt = 0;; attempt++) {
-    int ok = translate(wk, va_hi, va_lo, access, w);
+  int attempt = 0;
+#ifdef WALK_FAST_PATH
+  if (wk_fast) {
+    int r = translate_fast(wk, va_hi, va_lo, access, w);
+    if (r == 1) return 1;
+    if (r == 2) {
+      if (commit_accessed_dirty(wk, w)) return 1;
+      wk->retries++;
+      attempt = 1;
+    }
+  }
+#endif
+  for (;; attempt++) {
+    int ok = attempt == 0 ? translate_general(wk, va_hi, va_lo, access, w) : translate(wk, va_hi, va_lo, access, w);
     if (w->accessed_count == 0 || commit_accessed_dirty(wk, w) || attempt == MAX_RETRIES) return ok;
     wk->retries++;
   }
@@ -321,6 +444,13 @@ static void load_walker(Reader *r, GuestWalker *wk, PagingFormat *f, GuestPhysic
   wk->pdpt_addr = rd_u64(r);
   for (int i = 0; i < 8; i++) wk->pdpte[i] = (uint32_t)rd_u64(r);
   wk->retries = 0;
+#ifdef WALK_FAST_PATH
+  wk_fast = fast_eligible(wk);
+  for (int k = 0; k < 12; k++) {
+    wk_rsvd[k * 2] = (int32_t)f->rsvd_lo[k];
+    wk_rsvd[k * 2 + 1] = (int32_t)f->rsvd_hi[k];
+  }
+#endif
 }
 
 static void print_pass_list(const char *name, const double *ms, const double *cpu, const PassResult *res, int n) {

@@ -2,8 +2,12 @@
  * Interleaved A/B comparison of two versions of src/ on the walk workload, for measuring an
  * optimisation before keeping it (BENCHMARKS.md, "What was changed"):
  *
- *   mkdir -p bench/build/ab && cp -r src bench/build/ab/before    # then edit src/
- *   npx tsx bench/lib/ab.ts bench/build/ab/before src [pairs]
+ *   mkdir -p bench/build/ab && cp -r src bench/build/ab/$USER-before    # then edit src/
+ *   npx tsx bench/lib/ab.ts bench/build/ab/$USER-before src [pairs]
+ *
+ * Use a directory name of your own: others run this tool in the same tree, and a shared
+ * `before` was replaced under one measurement. Delete the copies afterwards: `tsc -p
+ * tsconfig.json` includes bench/ and type-checks them too.
  *
  * Both versions are loaded into one process (separate module instances, separate guests);
  * passes of A and B alternate, and the median of the per-pair B/A ratios of CPU-time rates is

@@ -29,6 +29,26 @@ export interface FrameSource {
     newLo: number,
     newHi: number,
   ): number;
+  /**
+   * Optional, for walkers' fast paths: a direct-mapped cache of `frameWords` results that
+   * the caller may probe itself, brought up to date first (emptied if the memory's layout
+   * changed since it was filled). Entries stay current until the layout changes again,
+   * which nothing in a pure walk does. A probe that misses proves nothing: the caller must
+   * then use `frameWords`, which also fills the cache.
+   */
+  currentFrameCache?(): FrameCache;
+}
+
+/**
+ * A frame cache exposed by `FrameSource.currentFrameCache`: entry `gfn & mask` holds frame
+ * `gfn[i]` (NaN when empty), found in `words[i]` from word `base[i]`, as `frameWords` and
+ * `frameBase` would return it.
+ */
+export interface FrameCache {
+  readonly mask: number;
+  readonly gfn: Float64Array;
+  readonly words: Uint32Array[];
+  readonly base: Int32Array;
 }
 
 export const CMPXCHG_OK = 0;

@@ -5,7 +5,7 @@
  * Writes to a slot with dirty logging set its dirty bit.
  */
 
-import type { FrameSource } from "./frame-source.js";
+import type { FrameCache, FrameSource } from "./frame-source.js";
 import { CMPXCHG_NOT_RAM, CMPXCHG_OK, CMPXCHG_READONLY, compareExchangeWords } from "./frame-source.js";
 import { HostAddressSpace } from "./host-address-space.js";
 import type { HostMemory } from "./host-memory.js";
@@ -48,6 +48,13 @@ export class GuestPhysical implements FrameSource {
   private readonly cacheWords: Uint32Array[] = new Array<Uint32Array>(FRAME_CACHE_SIZE).fill(NO_WORDS);
   private cacheGeneration = -1;
   private cacheEpoch = -1;
+  /** The same arrays, for `currentFrameCache`. */
+  private readonly cacheView: FrameCache = {
+    mask: FRAME_CACHE_MASK,
+    gfn: this.cacheGfn,
+    words: this.cacheWords,
+    base: this.cacheBase,
+  };
 
   constructor(
     readonly memslots: Memslots,
@@ -77,6 +84,20 @@ export class GuestPhysical implements FrameSource {
     return this.lookupFrame(gfn, i);
   }
 
+  /** See `FrameSource.currentFrameCache`. */
+  currentFrameCache(): FrameCache {
+    if (this.cacheGeneration !== this.memslots.generation || this.cacheEpoch !== this.hostSpace.epoch)
+      this.resetCache();
+    return this.cacheView;
+  }
+
+  private resetCache(): void {
+    this.cacheGfn.fill(Number.NaN);
+    this.cacheWords.fill(NO_WORDS);
+    this.cacheGeneration = this.memslots.generation;
+    this.cacheEpoch = this.hostSpace.epoch;
+  }
+
   /** The uncached lookup: memslot, host virtual page, host frame; fills cache entry `i`. */
   private lookupFrame(gfn: number, i: number): Uint32Array | null {
     const slot = this.memslots.find(gfn);
@@ -86,12 +107,8 @@ export class GuestPhysical implements FrameSource {
     const base = this.hostSpace.memory.frameBase;
     this.frameBase = base;
     if (words !== null) {
-      if (this.cacheGeneration !== this.memslots.generation || this.cacheEpoch !== this.hostSpace.epoch) {
-        this.cacheGfn.fill(Number.NaN);
-        this.cacheWords.fill(NO_WORDS);
-        this.cacheGeneration = this.memslots.generation;
-        this.cacheEpoch = this.hostSpace.epoch;
-      }
+      if (this.cacheGeneration !== this.memslots.generation || this.cacheEpoch !== this.hostSpace.epoch)
+        this.resetCache();
       this.cacheGfn[i] = gfn;
       this.cacheWords[i] = words;
       this.cacheBase[i] = base;

@@ -64,12 +64,18 @@ export class Walk {
   readonly level = new Int8Array(MAX_LEVELS);
   /** Per path index: physical address of the entry read. */
   readonly entryAddr = new Float64Array(MAX_LEVELS);
+  /**
+   * `lo`, `hi`, `newLo` and `newHi` in one array, in that order, MAX_LEVELS words each (the
+   * four are views of it): the walker's fast path stores a level's four words through this
+   * one array.
+   */
+  readonly halves = new Uint32Array(4 * MAX_LEVELS);
   /** Per path index: entry value read (halves). */
-  readonly lo = new Uint32Array(MAX_LEVELS);
-  readonly hi = new Uint32Array(MAX_LEVELS);
+  readonly lo = this.halves.subarray(0, MAX_LEVELS);
+  readonly hi = this.halves.subarray(MAX_LEVELS, 2 * MAX_LEVELS);
   /** Per path index: entry value after the accessed/dirty update. */
-  readonly newLo = new Uint32Array(MAX_LEVELS);
-  readonly newHi = new Uint32Array(MAX_LEVELS);
+  readonly newLo = this.halves.subarray(2 * MAX_LEVELS, 3 * MAX_LEVELS);
+  readonly newHi = this.halves.subarray(3 * MAX_LEVELS, 4 * MAX_LEVELS);
   /** Bit i set: path entry i came from a register (PAE PDPTE), not memory. */
   registerMask = 0;
   /** Bit i set: path entry i's table was not RAM (its value is meaningless). */

@@ -33,7 +33,7 @@ import {
   EPTQ_READ,
   EPTQ_WRITE,
 } from "../arch/ept.js";
-import { FORMAT_EPT, type PagingFormat } from "../arch/format.js";
+import { FORMAT_EPT, FORMAT_X86, type PagingFormat } from "../arch/format.js";
 import { PFEC_P, PFEC_PK, PFEC_RSVD, PFEC_U, PFEC_W } from "../arch/x86.js";
 import { CMPXCHG_CHANGED, type FrameSource } from "../mem/frame-source.js";
 import {
@@ -69,6 +69,39 @@ export interface WalkerConfig {
 }
 
 const MAX_RETRIES = 16;
+
+/** `translateFast` outcomes. */
+const FAST_NONE = 0; // not a plain success (or not handled): the general path must walk
+const FAST_CLEAN = 1; // success, every accessed flag (and the dirty flag a write needs) already set
+const FAST_COMMIT = 2; // success, the accessed/dirty commit has something to write
+
+/**
+ * Whether `translateFast` may stand in for `translate` under this configuration: x86
+ * 4/5-level paging (or AMD NPT) with the architectural address split, 8-byte entries, no
+ * PDPTE registers, and no protection keys. The format's reserved-bit masks, large-page
+ * levels and XD mask are still read as data; only the facts checked here are constants.
+ */
+function fastEligible(memory: FrameSource, f: PagingFormat, config: WalkerConfig): boolean {
+  if (
+    typeof memory.currentFrameCache !== "function" ||
+    f.kind !== FORMAT_X86 ||
+    f.entryBytes !== 8 ||
+    f.rootIsPdpteRegisters ||
+    f.pse36 ||
+    (f.levels !== 4 && f.levels !== 5) ||
+    f.addressBits !== (f.levels === 4 ? 48 : 57) ||
+    f.presentMask !== 1 ||
+    f.permMask !== 6 ||
+    f.accessedMask !== 0x20 ||
+    f.dirtyMask !== 0x40 ||
+    config.pke ||
+    config.pks
+  )
+    return false;
+  for (let l = 1; l <= f.levels; l++)
+    if (f.shifts[l] !== l * 9 + 3 || f.indexMasks[l] !== 0x1ff) return false;
+  return true;
+}
 
 /** What the walker needs from a paging-structure cache (src/hw/paging-structure-cache.ts). */
 export interface PagingStructureCacheLike {
@@ -110,6 +143,10 @@ export class GuestWalker {
    * filled with each non-leaf entry used. Null (the default) for an uncached walk.
    */
   psc: PagingStructureCacheLike | null = null;
+  /** See `fastEligible`. */
+  private readonly fast: boolean;
+  /** The format's reserved-bit masks for `translateFast`: [level * 4 + (leaf ? 2 : 0)] low, [+ 1] high. */
+  private readonly rsvd = new Int32Array(24);
 
   constructor(memory: FrameSource, config: WalkerConfig) {
     this.memory = memory;
@@ -121,6 +158,11 @@ export class GuestWalker {
     this.pkru = config.pkru >>> 0;
     this.pkrs = config.pkrs >>> 0;
     this.wp = config.wp;
+    this.fast = fastEligible(memory, config.format, config);
+    for (let k = 0; k < 12; k++) {
+      this.rsvd[k * 2] = config.format.rsvdLo[k];
+      this.rsvd[k * 2 + 1] = config.format.rsvdHi[k];
+    }
   }
 
   /**
@@ -128,8 +170,20 @@ export class GuestWalker {
    * fills `w`. Returns true when the access is allowed (`w.address` is the translation).
    */
   walk(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
-    for (let attempt = 0; ; attempt++) {
-      const ok = this.translate(vaHi, vaLo, access, w);
+    let attempt = 0;
+    if (this.fast && this.psc === null) {
+      const r = this.translateFast(vaHi, vaLo, access, w);
+      if (r === FAST_CLEAN) return true;
+      if (r === FAST_COMMIT) {
+        if (this.commitAccessedDirty(w)) return true;
+        this.retries++;
+        attempt = 1;
+      }
+    }
+    for (; ; attempt++) {
+      // Attempt 0 here means the fast path was not tried or did not handle this walk.
+      const ok =
+        attempt === 0 ? this.translateGeneral(vaHi, vaLo, access, w) : this.translate(vaHi, vaLo, access, w);
       if (w.accessedCount === 0 || this.commitAccessedDirty(w) || attempt === MAX_RETRIES) return ok;
       this.retries++;
     }
@@ -137,6 +191,107 @@ export class GuestWalker {
 
   /** Step 1: the pure walk (see the file comment). Never writes memory. */
   translate(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
+    if (this.fast && this.psc === null && this.translateFast(vaHi, vaLo, access, w) !== FAST_NONE)
+      return true;
+    return this.translateGeneral(vaHi, vaLo, access, w);
+  }
+
+  /**
+   * The common case of `translate`: a successful walk under a configuration `fastEligible`
+   * accepts, with the PSC off (too big for V8 to inline, but a tight loop: BENCHMARKS.md). It performs the same checks
+   * (canonical address, presence, reserved bits per level and leaf kind, rights, permission
+   * table) and, on success, leaves `w` exactly as `translateGeneral` would. On anything
+   * else (a fault of any kind, a table outside RAM) it returns FAST_NONE and the caller
+   * walks again with `translateGeneral`, which is pure, so the result is the same. Returns
+   * FAST_CLEAN when `commitAccessedDirty` would find nothing to write.
+   */
+  private translateFast(vaHi: number, vaLo: number, access: number, w: Walk): number {
+    // Literals rather than the imported constants (FAST_*, FAULT_NONE, ACCESS_*): each use
+    // of an imported binding is a module-variable load and a hole check.
+    const f = this.format;
+    const mem = this.memory;
+    const bitsAbove = 64 - f.addressBits;
+    if ((vaHi << bitsAbove) >> bitsAbove !== (vaHi | 0)) return 0; // FAST_NONE
+    const fc = mem.currentFrameCache!();
+    const tags = fc.gfn;
+    const frames = fc.words;
+    const bases = fc.base;
+    const mask = fc.mask;
+    const rsvd = this.rsvd;
+    const large = f.largeLevels;
+    const wLevel = w.level;
+    const wAddr = w.entryAddr;
+    const halves = w.halves;
+    let level = f.levels | 0;
+    let tableGfn = this.rootGfn;
+    // AND of the low halves (R/W, U/S and A of every level), OR of the high halves (XD).
+    let all = -1;
+    let xd = 0;
+    let d = 0;
+    let lo = 0;
+    let hi = 0;
+    for (;;) {
+      const shift = level * 9 + 3;
+      // `>>`, not `>>>`: an int32 in both arms (the bits it differs in are masked off).
+      const index = (level >= 4 ? vaHi >> (shift - 32) : (vaLo >>> shift) | (vaHi << (32 - shift))) & 0x1ff;
+      const slot = tableGfn & mask;
+      let words: Uint32Array | null;
+      let at: number;
+      if (tags[slot] === tableGfn) {
+        words = frames[slot];
+        at = bases[slot] + index * 2;
+      } else {
+        // A miss (a conflict in the direct-mapped cache, or a first touch): the full lookup.
+        words = mem.frameWords(tableGfn);
+        if (words === null) return 0;
+        at = mem.frameBase + index * 2;
+      }
+      lo = words[at] | 0;
+      hi = words[at + 1] | 0;
+      wLevel[d] = level;
+      wAddr[d] = tableGfn * 4096 + index * 8;
+      // w.lo[d], w.hi[d], w.newLo[d], w.newHi[d] (MAX_LEVELS = 5 words apart).
+      halves[d] = halves[d + 10] = lo;
+      halves[d + 5] = halves[d + 15] = hi;
+      d++;
+      if ((lo & 1) === 0) return 0;
+      const leaf = level === 1 || ((large >>> level) & (lo >>> 7) & 1) !== 0;
+      const k = level * 4 + (leaf ? 2 : 0);
+      if ((lo & rsvd[k]) !== 0 || (hi & rsvd[k + 1]) !== 0) return 0;
+      all &= lo;
+      xd |= hi;
+      if (leaf) break;
+      tableGfn = (hi & 0xfffff) * 0x100000 + (lo >>> 12);
+      level--;
+    }
+    const eff = ((all >>> 1) & 3) | ((xd & f.xdMaskHi) === 0 ? 4 : 0);
+    if (((this.permFault[access & 0x1f] >>> eff) & 1) !== 0) return 0;
+    const pageShift = level * 9 + 3;
+    const offsetMask = (1 << pageShift) - 1;
+    const write = (access & 1) !== 0; // ACCESS_WRITE
+    w.vaHi = vaHi;
+    w.vaLo = vaLo;
+    w.access = access;
+    w.registerMask = 0;
+    w.missingMask = 0;
+    w.address =
+      (hi & 0xfffff) * 0x100000000 + ((lo & ~offsetMask & 0xfffff000) >>> 0) + ((vaLo & offsetMask) >>> 0);
+    w.pageShift = pageShift;
+    w.effective = eff;
+    w.pkey = (hi >>> 27) & 15;
+    w.fault = 0; // FAULT_NONE
+    w.reason = 0;
+    w.errorCode = 0;
+    w.faultLevel = 0;
+    w.depth = d;
+    w.accessedCount = d;
+    w.setDirty = write;
+    // FAST_CLEAN when every A (bit 5) is set, and D (bit 6) on the leaf if this is a write.
+    return (all & 0x20) !== 0 && (!write || (lo & 0x40) !== 0) ? 1 : 2;
+  }
+
+  /** `translate` for every configuration and outcome. */
+  private translateGeneral(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
     const f = this.format;
     const mem = this.memory;
     w.vaHi = vaHi;

@@ -507,17 +507,15 @@ export class ShadowMmu implements Mmu {
     const acc = roleAccess(r);
     const xdMask = v.cpuRole.nxe ? XD_HI : 0;
     const tableGpa = pages.gfn[id] * 4096;
-    const phys = this.guestPhysical();
     const fmt = v.cpuRole.format!;
     const start = index & ~7;
     for (let i = start; i < start + 8; i++) {
       if (i === index) continue;
       const entry = pages.hfn[id] * 4096 + i * 8;
       if ((this.readEntry(entry)[0] & (P | MMIO_MARK)) !== 0) continue;
-      const g = phys.read(tableGpa + (firstGuestIndex + i) * es, es as 4 | 8);
-      if (g.status !== "ok") return;
-      const lo = Number(g.value & 0xffffffffn);
-      const hi = Number(g.value >> 32n);
+      if (!this.readGuestEntry(tableGpa + (firstGuestIndex + i) * es, es)) return;
+      const lo = this.gLo;
+      const hi = this.gHi;
       // Only present, accessed entries without reserved bits (those must fault when used).
       if ((lo & (P | A)) !== (P | A) || (lo & fmt.rsvdLo[3]) !== 0 || (hi & fmt.rsvdHi[3]) !== 0) continue;
       const gfn = gpte32 ? lo >>> 12 : (hi & 0xfffff) * 0x100000 + (lo >>> 12);
@@ -641,7 +639,6 @@ export class ShadowMmu implements Mmu {
   private syncAll(fmt: PagingFormat | null): void {
     const pages = this.pages;
     let flush = false;
-    const phys = this.guestPhysical();
     for (const id of [...pages.ids()]) {
       if (!(pages.flags[id] & SP_UNSYNC)) continue;
       const r = pages.role[id];
@@ -653,12 +650,12 @@ export class ShadowMmu implements Mmu {
         const entry = pages.hfn[id] * 4096 + i * 8;
         const [slo, shi] = this.readEntry(entry);
         if ((slo & P) === 0) continue;
-        const g = phys.read(pages.gfn[id] * 4096 + (first + i) * es, es as 4 | 8);
-        const lo = Number(g.value & 0xffffffffn);
-        const hi = Number(g.value >> 32n);
+        const inRam = this.readGuestEntry(pages.gfn[id] * 4096 + (first + i) * es, es);
+        const lo = this.gLo;
+        const hi = this.gHi;
         const gfn = gpte32 ? lo >>> 12 : (hi & 0xfffff) * 0x100000 + (lo >>> 12);
         const ok =
-          g.status === "ok" &&
+          inRam &&
           fmt !== null &&
           (lo & P) !== 0 &&
           // A guest entry whose A bit the guest cleared (aging) must fault again so the next
@@ -1199,6 +1196,20 @@ export class ShadowMmu implements Mmu {
   }
 
   // ---------------------------------------------------------------------------------------
+
+  /** The guest's entry at `gpa` (4 or 8 bytes) into gLo/gHi without allocating; false if not RAM. */
+  private readGuestEntry(gpa: number, es: number): boolean {
+    const phys = this.vm.physical;
+    const words = phys.frameWords(Math.floor(gpa / 4096));
+    if (words === null) return false;
+    const i = phys.frameBase + ((gpa % 4096) >>> 2);
+    this.gLo = words[i];
+    this.gHi = es === 8 ? words[i + 1] : 0;
+    return true;
+  }
+
+  private gLo = 0;
+  private gHi = 0;
 
   private guestPhysical() {
     return this.vm.physical;

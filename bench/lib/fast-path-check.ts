@@ -1,0 +1,174 @@
+/**
+ * Differential check of GuestWalker's fast path (`translateFast`, src/walk/walker.ts): two
+ * identical guests (bench/lib/guest.ts, same seed), one walked with the fast path, the other
+ * with it switched off (the general path only); page-table entries are damaged the same way
+ * in both (present bit cleared, reserved bits, U/S, R/W, XD, PS flipped, A/D cleared, a table
+ * pointer into MMIO, self-references), then random addresses (user and kernel ranges,
+ * unmapped, non-canonical) with random access descriptors are walked with `translate` and
+ * `walk` on both. Every field of the two `Walk` records, the results, the retry counts and
+ * all of host memory must agree. Not a benchmark: run it after touching the walker.
+ *
+ *   npx tsx bench/lib/fast-path-check.ts
+ */
+
+import { GuestWalker, type PagingFormat, Walk, x86Format } from "../../src/index.js";
+import { buildGuest, type Guest } from "./guest.js";
+import { hashHostMemory } from "./image.js";
+import { Prng } from "./prng.js";
+
+const PAGES = 4096;
+
+/** A walker like the guest's, with `format`; the general path only unless `fast`. */
+function walkerFor(g: Guest, format: PagingFormat, fast: boolean): GuestWalker {
+  const src = g.walker;
+  const w = new GuestWalker(g.physical, {
+    format,
+    permFault: src.permFault,
+    fetchErrorBit: src.fetchErrorBit,
+    pke: src.pke,
+    pks: src.pks,
+    pkru: src.pkru,
+    pkrs: src.pkrs,
+    wp: src.wp,
+  });
+  w.rootGfn = src.rootGfn;
+  if (!fast) (w as unknown as { fast: boolean }).fast = false;
+  return w;
+}
+
+function same(a: Walk, b: Walk, ra: boolean, rb: boolean, what: string): void {
+  const fields = [
+    "vaHi",
+    "vaLo",
+    "access",
+    "depth",
+    "registerMask",
+    "missingMask",
+    "accessedCount",
+    "setDirty",
+    "fault",
+    "reason",
+    "errorCode",
+    "faultLevel",
+    "address",
+    "pageShift",
+    "effective",
+    "pkey",
+  ] as const;
+  const bad: string[] = [];
+  if (ra !== rb) bad.push(`result ${ra} vs ${rb}`);
+  for (const f of fields) if (a[f] !== b[f]) bad.push(`${f} ${a[f]} vs ${b[f]}`);
+  for (let i = 0; i < a.depth; i++)
+    for (const f of ["level", "entryAddr", "lo", "hi", "newLo", "newHi"] as const)
+      if (a[f][i] !== b[f][i]) bad.push(`${f}[${i}] ${a[f][i]} vs ${b[f][i]}`);
+  if (bad.length > 0) throw new Error(`fast path differs (${what}): ${bad.join(", ")}`);
+}
+
+const MUTATIONS: ((lo: number, hi: number, rng: Prng) => [number, number])[] = [
+  (lo, hi) => [lo & ~1, hi], // not present
+  (lo, hi) => [lo ^ 2, hi], // R/W
+  (lo, hi) => [lo ^ 4, hi], // U/S
+  (lo, hi) => [lo & ~0x20, hi], // A clear
+  (lo, hi) => [lo & ~0x40, hi], // D clear
+  (lo, hi) => [lo ^ 0x80, hi], // PS
+  (lo, hi, rng) => [lo | (1 << (13 + rng.below(8))), hi], // bits 20:13 (reserved in large leaves)
+  (lo, hi) => [lo, hi ^ 0x80000000], // XD
+  (lo, hi, rng) => [lo, hi | (1 << rng.below(20))], // address bits 51:32 (reserved above MAXPHYADDR)
+  (lo, hi, rng) => [lo | (1 << (8 + rng.below(4))), hi], // G, ignored bits, bit 8
+  (lo, hi) => [(lo & 0xfff) | 0x7fff0000, hi & 0xfff00000], // table/page in MMIO
+  (lo, hi, rng) => [lo, (hi & 0x87ffffff) | (rng.below(16) << 27)], // protection key bits
+];
+
+let walks = 0;
+let fastOk = 0;
+for (let seed = 1; seed <= 40; seed++) {
+  const rng = new Prng(seed * 7919);
+  const gA = buildGuest({ pages: PAGES, seed });
+  const gB = buildGuest({ pages: PAGES, seed });
+  // The guest's own format (MAXPHYADDR 52: no reserved address bits), or a 4-level format
+  // with other CPU facts, so reserved bits in both halves and the 1 GiB and XD rules vary.
+  const format =
+    seed % 2 === 1
+      ? gA.walker.format
+      : x86Format({
+          mode: "4level",
+          maxPhyAddr: 36 + rng.below(17),
+          nxe: rng.below(2) === 0,
+          pse: true,
+          pse36: false,
+          gbPages: rng.below(2) === 0,
+          amd: rng.below(2) === 0,
+        });
+  const fast = walkerFor(gA, format, true);
+  const slow = walkerFor(gB, format, false);
+  // Damage some entries, identically in both guests: mostly entries on the path of a
+  // mapped address (any level), sometimes any entry of a table frame.
+  const damage = rng.below(12);
+  const probe = new Walk();
+  for (let n = 0; n < damage; n++) {
+    let gpa: number;
+    const a = gA.userBase + rng.below(PAGES) * 4096;
+    const [pHi, pLo] =
+      rng.below(2) === 0
+        ? [Math.floor(a / 0x100000000), a % 0x100000000]
+        : [gA.kernelBaseHi, rng.below(PAGES) * 4096];
+    slow.translate(pHi, pLo, 0, probe);
+    if (probe.depth > 0 && rng.below(4) !== 0) gpa = probe.entryAddr[rng.below(probe.depth)];
+    else gpa = gA.tableGfns[rng.below(gA.tableGfns.length)] * 4096 + rng.below(512) * 8;
+    const t = Math.floor(gpa / 4096);
+    const lo = Number(gA.physical.read(gpa, 4).value);
+    const hi = Number(gA.physical.read(gpa + 4, 4).value);
+    let [nl, nh] = MUTATIONS[rng.below(MUTATIONS.length)](lo, hi, rng);
+    if (rng.below(20) === 0) [nl, nh] = [(t * 4096 + 0x67) >>> 0, 0]; // self-reference
+    for (const g of [gA, gB]) {
+      g.physical.write(gpa, 4, BigInt(nl >>> 0));
+      g.physical.write(gpa + 4, 4, BigInt(nh >>> 0));
+    }
+  }
+  const wa = new Walk();
+  const wb = new Walk();
+  for (let i = 0; i < 4000; i++) {
+    let vaHi: number;
+    let vaLo: number;
+    const kind = rng.below(10);
+    if (kind < 5) {
+      const a = gA.userBase + rng.below(PAGES + 64) * 4096 + (rng.next() & 0xfff);
+      vaLo = a % 0x100000000;
+      vaHi = Math.floor(a / 0x100000000);
+    } else if (kind < 8) {
+      vaLo = (rng.below(PAGES + 1024) * 4096 + (rng.next() & 0xfff)) >>> 0;
+      vaHi = gA.kernelBaseHi;
+    } else if (kind < 9) {
+      vaLo = rng.next();
+      vaHi = rng.next(); // mostly non-canonical
+    } else {
+      vaLo = rng.next();
+      vaHi = rng.next() & 0x7fff;
+    }
+    // Signed or unsigned halves: callers pass either.
+    if (rng.below(2) === 0) {
+      vaLo |= 0;
+      vaHi |= 0;
+    }
+    // Half the time an access that can succeed (user at CPL 3 in the user range, supervisor
+    // in the kernel range, read or write), otherwise any descriptor.
+    const access = rng.below(2) === 0 ? (kind < 5 ? 4 : 0) | rng.below(2) : rng.next() & 0x7f;
+    const useWalk = rng.below(2) === 0;
+    const ra = useWalk ? fast.walk(vaHi, vaLo, access, wa) : fast.translate(vaHi, vaLo, access, wa);
+    const rb = useWalk ? slow.walk(vaHi, vaLo, access, wb) : slow.translate(vaHi, vaLo, access, wb);
+    same(
+      wa,
+      wb,
+      ra,
+      rb,
+      `seed ${seed}, walk ${i}, ${useWalk ? "walk" : "translate"} ${vaHi}:${vaLo} access ${access}`,
+    );
+    walks++;
+    if (ra) fastOk++;
+  }
+  if (fast.retries !== slow.retries)
+    throw new Error(`seed ${seed}: retries ${fast.retries} vs ${slow.retries}`);
+  if (hashHostMemory(gA.host) !== hashHostMemory(gB.host))
+    throw new Error(`seed ${seed}: host memory differs`);
+}
+console.log(`fast path check: ${walks} walks (${fastOk} successful) agree with the general path`);
