@@ -27,6 +27,8 @@ export class HostAddressSpace {
   epoch = 0;
   private readonly table = new Map<number, Int32Array>();
   private readonly listeners: InvalidateListener[] = [];
+  /** Host frame → its host virtual page + 1 (0: none), in chunks of 512 frames. */
+  private readonly owners: (Float64Array | undefined)[] = [];
   /** Leaf-table key (hvaPage >>> 9) → huge-page order, for pages backed by `backHuge`. */
   private readonly hugeOrders = new Map<number, number>();
   private lastKey = -1;
@@ -49,6 +51,7 @@ export class HostAddressSpace {
     if (slot === 0) {
       slot = this.memory.alloc() + 1;
       leaf[i] = slot;
+      this.setOwner(slot - 1, hvaPage);
     }
     return slot - 1;
   }
@@ -81,7 +84,10 @@ export class HostAddressSpace {
     for (let p = firstHvaPage; p < firstHvaPage + count; p += 512) {
       const key = Math.floor(p / 512);
       const leaf = new Int32Array(512);
-      for (let i = 0; i < 512; i++) leaf[i] = base + (p - firstHvaPage) + i + 1;
+      for (let i = 0; i < 512; i++) {
+        leaf[i] = base + (p - firstHvaPage) + i + 1;
+        this.setOwner(base + (p - firstHvaPage) + i, p + i);
+      }
       this.table.set(key, leaf);
       this.hugeOrders.set(key, order);
     }
@@ -103,6 +109,26 @@ export class HostAddressSpace {
     for (let p = first; p < first + count; p += 512) this.hugeOrders.delete(Math.floor(p / 512));
   }
 
+  /**
+   * The host virtual page a host frame backs, or -1 (the reverse of `frameOf`, kept in
+   * chunked typed arrays: host MMUs use it to find the guest frame of a mapping without a
+   * per-mapping record).
+   */
+  hvaPageOf(hfn: number): number {
+    const chunk = this.owners[Math.floor(hfn / 512)];
+    return chunk === undefined ? -1 : chunk[hfn % 512] - 1;
+  }
+
+  private setOwner(hfn: number, hvaPage: number): void {
+    const c = Math.floor(hfn / 512);
+    let chunk = this.owners[c];
+    if (chunk === undefined) {
+      chunk = new Float64Array(512);
+      this.owners[c] = chunk;
+    }
+    chunk[hfn % 512] = hvaPage + 1;
+  }
+
   /** Registers a listener for invalidations (see `InvalidateListener`). */
   onInvalidate(listener: InvalidateListener): () => void {
     this.listeners.push(listener);
@@ -122,6 +148,7 @@ export class HostAddressSpace {
       this.breakHuge(p);
       const leaf = this.table.get(Math.floor(p / 512));
       if (!leaf || leaf[p % 512] === 0) continue;
+      this.setOwner(leaf[p % 512] - 1, -1);
       this.memory.put(leaf[p % 512] - 1);
       leaf[p % 512] = 0;
     }
@@ -139,6 +166,8 @@ export class HostAddressSpace {
     const dst = this.memory.frame(next);
     dst.words.set(src.words.subarray(src.base, src.base + 1024), dst.base);
     this.table.get(Math.floor(hvaPage / 512))![hvaPage % 512] = next + 1;
+    this.setOwner(old, -1);
+    this.setOwner(next, hvaPage);
     this.memory.put(old);
     this.epoch++;
     return next;
@@ -149,6 +178,7 @@ export class HostAddressSpace {
     for (const leaf of this.table.values())
       for (let i = 0; i < 512; i++) if (leaf[i] !== 0) this.memory.put(leaf[i] - 1);
     this.table.clear();
+    this.owners.length = 0;
     this.hugeOrders.clear();
     this.lastKey = -1;
     this.lastLeaf = undefined;

@@ -32,6 +32,7 @@ import type { Memslot } from "../../mem/memslots.js";
 import { FAULT_GP, REASON_RESERVED, REASON_TABLE_NOT_RAM, Walk } from "../../walk/walk.js";
 import type { GuestWalker } from "../../walk/walker.js";
 import { type MemslotChange, MMU_MMIO, MMU_RETRY, type Mmu, type MmuHost, type MmuVcpu } from "../mmu.js";
+import { ReverseMap } from "./rmap.js";
 import {
   ACC_ALL,
   ACC_U,
@@ -157,7 +158,7 @@ export class ShadowMmu implements Mmu {
   private readonly rootCacheSize: number;
   private readonly paravirt: boolean;
   /** gfn → host addresses of leaf SPTEs mapping it. */
-  private readonly rmap = new Map<number, number[]>();
+  private readonly rmap = new ReverseMap();
   /** Roots no vCPU uses, most recent last. */
   private readonly cachedRoots: number[] = [];
   private readonly w = new Walk();
@@ -485,17 +486,28 @@ export class ShadowMmu implements Mmu {
     const lo = P | A | (writable ? RW | D : 0) | (user ? US : 0) | ((hfn % 0x100000) << 12);
     const hi = Math.floor(hfn / 0x100000) | (exec ? 0 : XD_HI) | pkeyHi;
     this.writeEntry(entry, lo >>> 0, hi >>> 0);
-    let list = this.rmap.get(gfn);
-    if (!list) {
-      list = [];
-      this.rmap.set(gfn, list);
-    }
-    list.push(entry);
-    this.leafGfn.set(entry, gfn);
+    this.rmap.add(gfn, entry);
   }
 
-  /** entry address → gfn of each present leaf (the reverse of rmap). */
-  private readonly leafGfn = new Map<number, number>();
+  /** Whether host frame `hfn` is what backs guest frame `gfn` now. */
+  private mapsFrameOf(gfn: number, hfn: number): boolean {
+    const slot = this.vm.memslots.find(gfn);
+    return slot !== undefined && this.vm.hostSpace.peek(slot.hvaPage + (gfn - slot.baseGfn)) === hfn;
+  }
+
+  /**
+   * The guest frames a host frame backs (through the VMM address space and the memslots;
+   * usually one, more if two memslots alias one host range). This is how a leaf entry, which
+   * holds only the host frame, finds its reverse-map list without a per-entry record.
+   */
+  private gfnsOfFrame(hfn: number): number[] {
+    const hva = this.vm.hostSpace.hvaPageOf(hfn);
+    const out: number[] = [];
+    if (hva < 0) return out;
+    for (const s of this.vm.memslots.list())
+      if (hva >= s.hvaPage && hva < s.hvaPage + s.pages) out.push(s.baseGfn + (hva - s.hvaPage));
+    return out;
+  }
 
   /** Maps the guest PTEs around `index` that are present and accessed (KVM's pte prefetch). */
   private prefetch(v: ShadowVcpu, id: number, index: number): void {
@@ -548,10 +560,9 @@ export class ShadowMmu implements Mmu {
   /** A guest frame is write-tracked while a synced, indirect shadow page shadows it. */
   private isTracked(gfn: number): boolean {
     if (this.paravirt) return false; // the guest tells us about every change: nothing to trap
-    const list = this.pages.byGfn.get(gfn);
-    if (!list) return false;
-    for (const id of list)
-      if ((this.pages.role[id] & (ROLE_DIRECT | ROLE_PAE_ROOT)) === 0 && !(this.pages.flags[id] & SP_UNSYNC))
+    const pages = this.pages;
+    for (let id = pages.first(gfn); id >= 0; id = pages.sameGfn[id])
+      if ((pages.role[id] & (ROLE_DIRECT | ROLE_PAE_ROOT)) === 0 && !(pages.flags[id] & SP_UNSYNC))
         return true;
     return false;
   }
@@ -559,7 +570,7 @@ export class ShadowMmu implements Mmu {
   /** Lets the guest write `gfn` directly if it only holds level-1 tables (they go unsync). */
   private tryUnsync(gfn: number): boolean {
     if (!this.unsyncOn) return false;
-    const list = this.pages.byGfn.get(gfn)!;
+    const list = this.pages.idsOf(gfn);
     for (const id of list) {
       const r = this.pages.role[id];
       if ((r & (ROLE_DIRECT | ROLE_PAE_ROOT)) === 0 && roleLevel(r) !== 1) return false;
@@ -589,7 +600,7 @@ export class ShadowMmu implements Mmu {
     let flush = false;
     const gfn = Math.floor(gpa / 4096);
     const off = gpa % 4096;
-    for (const id of [...(this.pages.byGfn.get(gfn) ?? [])]) {
+    for (const id of this.pages.idsOf(gfn)) {
       const r = this.pages.role[id];
       if (r & (ROLE_DIRECT | ROLE_PAE_ROOT)) continue;
       if (++this.pages.flood[id] >= this.floodThreshold && !(this.pages.flags[id] & SP_ROOT)) {
@@ -664,7 +675,7 @@ export class ShadowMmu implements Mmu {
           (lo & A) !== 0 &&
           (lo & fmt.rsvdLo[3]) === 0 &&
           (hi & fmt.rsvdHi[3]) === 0 &&
-          this.leafGfn.get(entry) === gfn &&
+          this.mapsFrameOf(gfn, frameOf(slo, shi)) &&
           (!(slo & RW) || ((lo & RW) !== 0 && (lo & D) !== 0 && (acc & ACC_W) !== 0)) &&
           (!(slo & US) || (lo & US) !== 0) &&
           ((shi & XD_HI) !== 0 || gpte32 || (hi & XD_HI) === 0);
@@ -684,7 +695,7 @@ export class ShadowMmu implements Mmu {
   /** Makes every leaf mapping `gfn` read-only; returns whether one was writable. */
   private writeProtectGfn(gfn: number): boolean {
     let changed = false;
-    for (const entry of this.rmap.get(gfn) ?? []) {
+    for (const entry of this.rmap.entriesOf(gfn)) {
       const [lo, hi] = this.readEntry(entry);
       if (lo & RW) {
         this.writeEntry(entry, (lo & ~(RW | D)) >>> 0, hi);
@@ -717,7 +728,7 @@ export class ShadowMmu implements Mmu {
           return;
         case "release-table": {
           let flush = false;
-          for (const id of [...(this.pages.byGfn.get(Math.floor(call.tableGpa / 4096)) ?? [])])
+          for (const id of this.pages.idsOf(Math.floor(call.tableGpa / 4096)))
             if (!(this.pages.role[id] & (ROLE_DIRECT | ROLE_PAE_ROOT)) && this.pages.rootRefs[id] === 0) {
               this.zapPage(id);
               flush = true;
@@ -775,7 +786,7 @@ export class ShadowMmu implements Mmu {
     }
     const gfn = Math.floor(c.tableGpa / 4096);
     let flush = false;
-    for (const id of [...(this.pages.byGfn.get(gfn) ?? [])]) {
+    for (const id of this.pages.idsOf(gfn)) {
       const r = this.pages.role[id];
       if (r & (ROLE_DIRECT | ROLE_PAE_ROOT)) continue;
       for (const i of this.shadowIndicesOf(r, c.index))
@@ -822,7 +833,7 @@ export class ShadowMmu implements Mmu {
   private childOf(id: number, index: number): number {
     const [lo, hi] = this.readEntry(this.pages.hfn[id] * 4096 + index * 8);
     if ((lo & P) === 0) return -1;
-    return this.pages.byHfn.get(frameOf(lo, hi)) ?? -1;
+    return this.pages.idOfFrame(frameOf(lo, hi));
   }
 
   private newPage(gfn: number, role: number): number {
@@ -884,8 +895,8 @@ export class ShadowMmu implements Mmu {
     this.writeEntry(entry, 0, 0);
     if (level === 1) this.dropLeaf(entry, lo, hi);
     else {
-      const child = this.pages.byHfn.get(frameOf(lo, hi));
-      if (child !== undefined) {
+      const child = this.pages.idOfFrame(frameOf(lo, hi));
+      if (child >= 0) {
         this.pages.removeParent(child, entry);
         if (this.pages.parent[child] === -1 && !(this.pages.flags[child] & SP_ROOT)) this.zapPage(child);
       }
@@ -893,30 +904,24 @@ export class ShadowMmu implements Mmu {
     return true;
   }
 
-  private dropLeaf(entry: number, _lo: number, _hi: number): void {
-    const gfn = this.leafGfn.get(entry);
-    if (gfn === undefined) return;
-    this.leafGfn.delete(entry);
-    const list = this.rmap.get(gfn)!;
-    list.splice(list.indexOf(entry), 1);
-    if (list.length === 0) this.rmap.delete(gfn);
+  private dropLeaf(entry: number, lo: number, hi: number): void {
+    for (const gfn of this.gfnsOfFrame(frameOf(lo, hi))) if (this.rmap.remove(gfn, entry)) return;
   }
 
   /** Drops every leaf mapping a gfn in [first, first + count); returns whether any was present. */
   private zapGfns(first: number, count: number): boolean {
     let any = false;
     if (count > this.rmap.size) {
-      for (const gfn of [...this.rmap.keys()])
+      for (const gfn of this.rmap.gfns())
         if (gfn >= first && gfn < first + count) any = this.zapRmap(gfn) || any;
     } else for (let g = first; g < first + count; g++) any = this.zapRmap(g) || any;
     return any;
   }
 
   private zapRmap(gfn: number): boolean {
-    const list = this.rmap.get(gfn);
-    if (!list) return false;
-    for (const entry of [...list]) this.clearEntry(entry, 1);
-    return true;
+    const list = this.rmap.entriesOf(gfn);
+    for (const entry of list) this.clearEntry(entry, 1);
+    return list.length > 0;
   }
 
   /** Zaps every page except roots in use (which are emptied); vCPUs refault from scratch. */
@@ -928,6 +933,9 @@ export class ShadowMmu implements Mmu {
         for (let i = 0; i < 512; i++) this.clearEntry(this.pages.hfn[id] * 4096 + i * 8, level);
       } else if (this.pages.parent[id] === -1) this.zapPage(id);
     }
+    // Called after the memslots changed (a delete or move): leaves can no longer find their
+    // reverse-map lists through the new layout, but every leaf is gone now, so neither is any list.
+    this.rmap.clear();
     this.flush();
   }
 
@@ -947,7 +955,7 @@ export class ShadowMmu implements Mmu {
         const { old, slot } = c;
         if ((slot.flags.readOnly && !old.flags.readOnly) || (slot.dirtyBitmap && !old.dirtyBitmap)) {
           let changed = false;
-          for (const gfn of [...this.rmap.keys()])
+          for (const gfn of this.rmap.gfns())
             if (gfn >= slot.baseGfn && gfn < slot.baseGfn + slot.pages)
               changed = this.writeProtectGfn(gfn) || changed;
           if (changed) this.flush();
@@ -969,7 +977,7 @@ export class ShadowMmu implements Mmu {
       const g0 = s.baseGfn + (from - s.hvaPage);
       flush = this.zapGfns(g0, to - from) || flush;
       for (let g = g0; g < g0 + (to - from); g++)
-        for (const id of [...(this.pages.byGfn.get(g) ?? [])])
+        for (const id of this.pages.idsOf(g))
           if (!(this.pages.role[id] & ROLE_DIRECT)) {
             if (this.pages.rootRefs[id] > 0) {
               const level = roleLevel(this.pages.role[id]);
@@ -1017,8 +1025,9 @@ export class ShadowMmu implements Mmu {
 
   testAndClearYoung(gfn: number, count: number): number {
     let young = 0;
-    for (const [g, list] of this.rmap) {
+    for (const g of this.rmap.gfns()) {
       if (g < gfn || g >= gfn + count) continue;
+      const list = this.rmap.entriesOf(g);
       let used = false;
       for (const entry of list) {
         const [lo, hi] = this.readEntry(entry);
@@ -1086,8 +1095,8 @@ export class ShadowMmu implements Mmu {
       if (level === 1) return entry;
       const [lo, hi] = this.readEntry(entry);
       if ((lo & P) === 0) return -1;
-      const child = this.pages.byHfn.get(frameOf(lo, hi));
-      if (child === undefined) return -1;
+      const child = this.pages.idOfFrame(frameOf(lo, hi));
+      if (child < 0) return -1;
       id = child;
     }
   }
@@ -1119,15 +1128,15 @@ export class ShadowMmu implements Mmu {
         const [lo, hi] = this.readEntry(entry);
         if ((lo & P) === 0) continue;
         if (level > 1) {
-          const child = pages.byHfn.get(frameOf(lo, hi));
-          if (child === undefined) problems.push(`${name} entry ${i} links a frame that is no shadow page`);
+          const child = pages.idOfFrame(frameOf(lo, hi));
+          if (child < 0) problems.push(`${name} entry ${i} links a frame that is no shadow page`);
           else if (!pages.parents(child).includes(entry))
             problems.push(`${name} entry ${i}: child ${child} does not list it as parent`);
           continue;
         }
         leaves++;
-        const gfn = this.leafGfn.get(entry);
-        if (gfn === undefined || !(this.rmap.get(gfn) ?? []).includes(entry)) {
+        const gfn = this.gfnsOfFrame(frameOf(lo, hi)).find((g) => this.rmap.has(g, entry));
+        if (gfn === undefined) {
           problems.push(`${name} entry ${i} is not in the reverse map`);
           continue;
         }
@@ -1179,7 +1188,7 @@ export class ShadowMmu implements Mmu {
       }
     }
     let rmapEntries = 0;
-    for (const list of this.rmap.values()) rmapEntries += list.length;
+    rmapEntries = this.rmap.total;
     if (rmapEntries !== leaves)
       problems.push(`the reverse map holds ${rmapEntries} entries for ${leaves} present leaves`);
     return problems;

@@ -12,7 +12,9 @@
  *       rootRefs[id] vCPUs using it as their root                              2
  *       flood[id]    emulated writes since last used (write-flood detection)   1
  *       lastUse[id]  LRU clock                                                 8
- *  + a slot in byGfn's list and the byHfn map (~24-40 bytes): well under 256 bytes a page.
+ *       sameGfn[id]  next page shadowing the same gfn (-1 ends the chain)           4
+ *  + one Map entry per distinct gfn (the chain head), and a slot in the host-frame → id
+ *  table (typed chunks of 512 frames): well under 256 bytes a page.
  * ```
  * A page linked from more than one parent entry (a guest table reachable by two paths with
  * the same role) keeps the extra parents in `moreParents`.
@@ -33,10 +35,11 @@ export class ShadowPages {
   lastUse = new Float64Array(64);
   /** Extra parent SPTE addresses for pages linked more than once. */
   readonly moreParents = new Map<number, number[]>();
-  /** gfn → ids of the pages shadowing it (any role). */
-  readonly byGfn = new Map<number, number[]>();
-  /** host table frame → id. */
-  readonly byHfn = new Map<number, number>();
+  sameGfn = new Int32Array(64);
+  /** gfn → first id of the chain of pages shadowing it (any role). */
+  private readonly gfnHead = new Map<number, number>();
+  /** host table frame → id + 1, in chunks of 512 frames. */
+  private readonly frameIds: (Int32Array | undefined)[] = [];
   /** Live pages. */
   count = 0;
   private clock = 0;
@@ -54,23 +57,24 @@ export class ShadowPages {
     this.rootRefs[id] = 0;
     this.flood[id] = 0;
     this.lastUse[id] = ++this.clock;
-    let list = this.byGfn.get(gfn);
-    if (!list) {
-      list = [];
-      this.byGfn.set(gfn, list);
-    }
-    list.push(id);
-    this.byHfn.set(hfn, id);
+    this.sameGfn[id] = this.gfnHead.get(gfn) ?? -1;
+    this.gfnHead.set(gfn, id);
+    this.setFrameId(hfn, id);
     this.count++;
     return id;
   }
 
   release(id: number): void {
     const gfn = this.gfn[id];
-    const list = this.byGfn.get(gfn)!;
-    list.splice(list.indexOf(id), 1);
-    if (list.length === 0) this.byGfn.delete(gfn);
-    this.byHfn.delete(this.hfn[id]);
+    let prev = -1;
+    for (let x = this.gfnHead.get(gfn) ?? -1; x >= 0; prev = x, x = this.sameGfn[x]) {
+      if (x !== id) continue;
+      if (prev >= 0) this.sameGfn[prev] = this.sameGfn[x];
+      else if (this.sameGfn[x] >= 0) this.gfnHead.set(gfn, this.sameGfn[x]);
+      else this.gfnHead.delete(gfn);
+      break;
+    }
+    this.setFrameId(this.hfn[id], -1);
     this.moreParents.delete(id);
     this.flags[id] = 0;
     this.freeIds.push(id);
@@ -79,9 +83,36 @@ export class ShadowPages {
 
   /** The live page for (gfn, role), or -1. */
   find(gfn: number, role: number): number {
-    const list = this.byGfn.get(gfn);
-    if (list) for (const id of list) if (this.role[id] === role) return id;
+    for (let id = this.first(gfn); id >= 0; id = this.sameGfn[id]) if (this.role[id] === role) return id;
     return -1;
+  }
+
+  /** First page shadowing `gfn` (then follow `sameGfn`), or -1. Allocation-free. */
+  first(gfn: number): number {
+    return this.gfnHead.get(gfn) ?? -1;
+  }
+
+  /** Every page shadowing `gfn` (a copy: safe while pages are zapped). */
+  idsOf(gfn: number): number[] {
+    const out: number[] = [];
+    for (let id = this.first(gfn); id >= 0; id = this.sameGfn[id]) out.push(id);
+    return out;
+  }
+
+  /** The page whose table is host frame `hfn`, or -1. */
+  idOfFrame(hfn: number): number {
+    const chunk = this.frameIds[Math.floor(hfn / 512)];
+    return chunk === undefined ? -1 : chunk[hfn % 512] - 1;
+  }
+
+  private setFrameId(hfn: number, id: number): void {
+    const c = Math.floor(hfn / 512);
+    let chunk = this.frameIds[c];
+    if (chunk === undefined) {
+      chunk = new Int32Array(512);
+      this.frameIds[c] = chunk;
+    }
+    chunk[hfn % 512] = id + 1;
   }
 
   touch(id: number): void {
@@ -116,7 +147,7 @@ export class ShadowPages {
   }
 
   /** Bytes of bookkeeping per page in the typed arrays (the 4 KiB table not included). */
-  static readonly BYTES_PER_PAGE = 8 + 4 + 8 + 8 + 1 + 2 + 1 + 8;
+  static readonly BYTES_PER_PAGE = 8 + 4 + 8 + 8 + 1 + 2 + 1 + 8 + 4;
 
   private grow(): void {
     const n = this.gfn.length * 2;
@@ -136,5 +167,6 @@ export class ShadowPages {
     this.rootRefs = g(this.rootRefs, (k) => new Uint16Array(k));
     this.flood = g(this.flood, (k) => new Uint8Array(k));
     this.lastUse = g(this.lastUse, (k) => new Float64Array(k));
+    this.sameGfn = g(this.sameGfn, (k) => new Int32Array(k));
   }
 }
