@@ -7,6 +7,8 @@
  *   vmmu demo                                        walks in every paging mode, explained
  *   vmmu simulate --workload NAME | --trace FILE...  a workload under several host MMUs
  *   vmmu workloads                                   the built-in workloads
+ *   vmmu sweep CONFIG [--shard K/N]                  a grid of configurations, in parallel
+ *   vmmu merge DIR... --out FILE                     combine the shards of a sweep
  *
  * `main(argv, io)` never exits the process: it returns 0 (ok), 1 (failure, or a translation
  * faulted) or 2 (usage). Results go to stdout, notes and errors to stderr.
@@ -21,11 +23,15 @@ import { DumpError } from "../dump/elf.js";
 import { CostConfigError } from "../sim/cost.js";
 import { TraceError } from "../sim/lackey.js";
 import { SimulationError } from "../sim/runner.js";
+import { SweepConfigError } from "../sim/sweep.js";
+import { SweepDirError } from "../sim/sweep-run.js";
 import { runDemo } from "./demo.js";
 import { type Io, UsageError } from "./io.js";
 import { type MapsFormat, runMaps } from "./maps.js";
+import { registerMerge } from "./merge.js";
 import { parseIndex, parseRegister, parseU32 } from "./registers.js";
 import { InputError, registerSimulate } from "./simulate.js";
+import { registerSweep } from "./sweep.js";
 import { runTranslate } from "./translate.js";
 
 export const VERSION = "0.1.0";
@@ -125,6 +131,12 @@ Example:
   registerSimulate(program, io, (c) => {
     code = c;
   });
+  registerSweep(program, io, (c) => {
+    code = c;
+  });
+  registerMerge(program, io, (c) => {
+    code = c;
+  });
 
   try {
     await program.parseAsync(argv, { from: "user" });
@@ -141,6 +153,8 @@ Example:
       e instanceof TraceError ||
       e instanceof CostConfigError ||
       e instanceof SimulationError ||
+      e instanceof SweepConfigError ||
+      e instanceof SweepDirError ||
       e instanceof InputError
     ) {
       io.stderr.write(`vmmu: error: ${e.message}\n`);
