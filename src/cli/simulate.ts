@@ -59,7 +59,10 @@ export function registerSimulate(program: Command, io: Io, done: (code: number) 
   program
     .command("simulate")
     .description("run a workload or valgrind traces under several host MMUs and compare their costs")
-    .option("--workload <name>", `built-in workload (${WORKLOADS.map((w) => w.name).join(", ")}; default compile)`)
+    .option(
+      "--workload <name>",
+      `built-in workload (${WORKLOADS.map((w) => w.name).join(", ")}; default compile)`,
+    )
     .option("--trace <file...>", "valgrind lackey traces (--tool=lackey --trace-mem=yes), one process each")
     .option("--mmu <list>", `MMUs, comma-separated, or all (${MMU_NAMES.join(", ")})`, "tdp,shadow,shadow-pv")
     .addOption(
@@ -136,7 +139,8 @@ const CHECK_EVERY = 2000;
 export const DEFAULT_WORKLOAD = "compile";
 
 export async function runSimulate(o: SimulateCliOptions, io: Io): Promise<number> {
-  if (o.workload === undefined && (o.trace === undefined || o.trace.length === 0)) o = { ...o, workload: DEFAULT_WORKLOAD };
+  if (o.workload === undefined && (o.trace === undefined || o.trace.length === 0))
+    o = { ...o, workload: DEFAULT_WORKLOAD };
   if (o.workload !== undefined && o.trace !== undefined)
     throw new UsageError("--workload and --trace exclude each other");
   let mmus: MmuName[];
