@@ -9,7 +9,7 @@ import type { FrameCache, FrameSource } from "./frame-source.js";
 import { CMPXCHG_NOT_RAM, CMPXCHG_OK, CMPXCHG_READONLY, compareExchangeWords } from "./frame-source.js";
 import { HostAddressSpace } from "./host-address-space.js";
 import type { HostMemory } from "./host-memory.js";
-import type { Memslot, Memslots } from "./memslots.js";
+import { type Memslots, markDirty } from "./memslots.js";
 
 /** Outcome of a physical access. */
 export type PhysStatus = "ok" | "mmio" | "readonly";
@@ -208,14 +208,6 @@ export class GuestPhysical implements FrameSource {
       done += n;
     }
     return "ok";
-  }
-}
-
-function markDirty(slot: Memslot, gfn: number): void {
-  const bm = slot.dirtyBitmap;
-  if (bm !== null) {
-    const i = gfn - slot.baseGfn;
-    bm[i >>> 5] |= 1 << (i & 31);
   }
 }
 

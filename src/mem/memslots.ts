@@ -39,6 +39,23 @@ export interface Memslot {
   readonly dirtyBitmap: Uint32Array | null;
 }
 
+/** Records a write to `gfn` in the slot's dirty bitmap, if it logs. */
+export function markDirty(slot: Memslot, gfn: number): void {
+  const bm = slot.dirtyBitmap;
+  if (bm !== null) {
+    const p = gfn - slot.baseGfn;
+    bm[p >>> 5] |= 1 << (p & 31);
+  }
+}
+
+/** Whether `gfn` is marked in the slot's dirty bitmap (false when the slot does not log). */
+export function isDirty(slot: Memslot, gfn: number): boolean {
+  const bm = slot.dirtyBitmap;
+  if (bm === null) return false;
+  const p = gfn - slot.baseGfn;
+  return ((bm[p >>> 5] >>> (p & 31)) & 1) === 1;
+}
+
 /** Thrown for memslot operations that would make the layout invalid. */
 export class MemslotError extends Error {
   override name = "MemslotError";

@@ -28,9 +28,10 @@ import { ACCESS_IMPLICIT, ACCESS_PERM_INDEX_MASK, ACCESS_USER, ACCESS_WRITE } fr
 import type { CpuRole } from "../../arch/cpu.js";
 import type { PagingFormat } from "../../arch/format.js";
 import type { HostMemory } from "../../mem/host-memory.js";
-import type { Memslot } from "../../mem/memslots.js";
+import { isDirty, type Memslot, markDirty } from "../../mem/memslots.js";
 import { FAULT_GP, REASON_RESERVED, REASON_TABLE_NOT_RAM, Walk } from "../../walk/walk.js";
 import type { GuestWalker } from "../../walk/walker.js";
+import { clearDirtyRange, forEachDirtyRun, takeDirtyLog } from "../dirty-log.js";
 import { type MemslotChange, MMU_MMIO, MMU_RETRY, type Mmu, type MmuHost, type MmuVcpu } from "../mmu.js";
 import { ReverseMap } from "./rmap.js";
 import {
@@ -990,36 +991,22 @@ export class ShadowMmu implements Mmu {
   }
 
   getDirtyLog(slotId: number): Uint32Array {
-    const slot = this.vm.memslots.get(slotId);
-    if (!slot.dirtyBitmap) throw new RangeError(`memslot ${slotId} does not log dirty pages`);
-    const copy = slot.dirtyBitmap.slice();
-    slot.dirtyBitmap.fill(0);
-    this.protectPages(slot, copy, 0, slot.pages);
-    return copy;
+    const { slot, bits } = takeDirtyLog(this.vm.memslots, slotId);
+    this.protectPages(slot, bits, 0, slot.pages);
+    return bits;
   }
 
   clearDirtyLog(slotId: number, firstPage: number, count: number): void {
-    const slot = this.vm.memslots.get(slotId);
-    if (!slot.dirtyBitmap) throw new RangeError(`memslot ${slotId} does not log dirty pages`);
-    if (
-      !Number.isInteger(firstPage) ||
-      !Number.isInteger(count) ||
-      firstPage < 0 ||
-      count < 0 ||
-      firstPage + count > slot.pages
-    )
-      throw new RangeError(
-        `pages ${firstPage}..+${count} are outside memslot ${slotId} (${slot.pages} pages)`,
-      );
-    const was = slot.dirtyBitmap.slice();
-    for (let p = firstPage; p < firstPage + count; p++) slot.dirtyBitmap[p >>> 5] &= ~(1 << (p & 31));
-    this.protectPages(slot, was, firstPage, count);
+    const { slot, bits } = clearDirtyRange(this.vm.memslots, slotId, firstPage, count);
+    this.protectPages(slot, bits, firstPage, count);
   }
 
   private protectPages(slot: Memslot, bits: Uint32Array, first: number, count: number): void {
     let changed = false;
-    for (let p = first; p < first + count; p++)
-      if ((bits[p >>> 5] >>> (p & 31)) & 1) changed = this.writeProtectGfn(slot.baseGfn + p) || changed;
+    forEachDirtyRun(bits, first, count, (page, pages) => {
+      for (let g = slot.baseGfn + page; g < slot.baseGfn + page + pages; g++)
+        changed = this.writeProtectGfn(g) || changed;
+    });
     if (changed) this.flush();
   }
 
@@ -1255,14 +1242,4 @@ function shadowIndex(vaHi: number, vaLo: number, level: number): number {
 
 function frameOf(lo: number, hi: number): number {
   return (hi & 0xfffff) * 0x100000 + (lo >>> 12);
-}
-
-function markDirty(slot: Memslot, gfn: number): void {
-  const p = gfn - slot.baseGfn;
-  slot.dirtyBitmap![p >>> 5] |= 1 << (p & 31);
-}
-
-function isDirty(slot: Memslot, gfn: number): boolean {
-  const p = gfn - slot.baseGfn;
-  return ((slot.dirtyBitmap![p >>> 5] >>> (p & 31)) & 1) === 1;
 }

@@ -19,9 +19,10 @@
 import { ACCESS_FETCH, ACCESS_WRITE } from "../../arch/access.js";
 import type { CpuFeatures } from "../../arch/cpu.js";
 import { eptFormat, x86Format } from "../../arch/format.js";
-import type { Memslot } from "../../mem/memslots.js";
+import { type Memslot, markDirty } from "../../mem/memslots.js";
 import { eptWalker, nptWalker } from "../../walk/contexts.js";
 import type { GuestWalker } from "../../walk/walker.js";
+import { clearDirtyRange, forEachDirtyRun, takeDirtyLog } from "../dirty-log.js";
 import { type MemslotChange, MMU_MMIO, MMU_RETRY, type Mmu, type MmuHost, type MmuVcpu } from "../mmu.js";
 import { MMIO_GEN_MASK, SPTE_HOST_WRITABLE_HI, SPTE_MMU_WRITABLE_HI, SpteFormat } from "../spte.js";
 
@@ -496,44 +497,21 @@ export class TdpMmu implements Mmu {
   }
 
   getDirtyLog(slotId: number): Uint32Array {
-    const slot = this.vm.memslots.get(slotId);
-    if (!slot.dirtyBitmap) throw new RangeError(`memslot ${slotId} does not log dirty pages`);
-    const copy = slot.dirtyBitmap.slice();
-    slot.dirtyBitmap.fill(0);
-    this.protectDirty(slot, copy, 0, slot.pages);
-    return copy;
+    const { slot, bits } = takeDirtyLog(this.vm.memslots, slotId);
+    this.protectDirty(slot, bits, 0, slot.pages);
+    return bits;
   }
 
   clearDirtyLog(slotId: number, firstPage: number, count: number): void {
-    const slot = this.vm.memslots.get(slotId);
-    if (!slot.dirtyBitmap) throw new RangeError(`memslot ${slotId} does not log dirty pages`);
-    if (
-      !Number.isInteger(firstPage) ||
-      !Number.isInteger(count) ||
-      firstPage < 0 ||
-      count < 0 ||
-      firstPage + count > slot.pages
-    )
-      throw new RangeError(
-        `pages ${firstPage}..+${count} are outside memslot ${slotId} (${slot.pages} pages)`,
-      );
-    const bm = slot.dirtyBitmap;
-    const was = bm.slice();
-    for (let p = firstPage; p < firstPage + count; p++) bm[p >>> 5] &= ~(1 << (p & 31));
-    this.protectDirty(slot, was, firstPage, count);
+    const { slot, bits } = clearDirtyRange(this.vm.memslots, slotId, firstPage, count);
+    this.protectDirty(slot, bits, firstPage, count);
   }
 
   /** Write-protects the pages whose bit is set in `bits` within [first, first + count). */
   private protectDirty(slot: Memslot, bits: Uint32Array, first: number, count: number): void {
-    let runStart = -1;
-    for (let p = first; p <= first + count; p++) {
-      const set = p < first + count && (bits[p >>> 5] >>> (p & 31)) & 1;
-      if (set && runStart < 0) runStart = p;
-      else if (!set && runStart >= 0) {
-        this.writeProtect(slot.baseGfn + runStart, p - runStart, { hostToo: false, splitHuge: true });
-        runStart = -1;
-      }
-    }
+    forEachDirtyRun(bits, first, count, (page, pages) =>
+      this.writeProtect(slot.baseGfn + page, pages, { hostToo: false, splitHuge: true }),
+    );
   }
 
   testAndClearYoung(gfn: number, count: number): number {
@@ -700,11 +678,6 @@ export class TdpMmu implements Mmu {
     words[i] = lo;
     words[i + 1] = hi;
   }
-}
-
-function markDirty(slot: Memslot, gfn: number): void {
-  const p = gfn - slot.baseGfn;
-  slot.dirtyBitmap![p >>> 5] |= 1 << (p & 31);
 }
 
 /** Pages covered by the union of the ranges [r[0], r[1]), [r[2], r[3]), ... */
