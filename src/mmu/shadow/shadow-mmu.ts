@@ -307,7 +307,8 @@ export class ShadowMmu implements Mmu {
 
   private fault(v: ShadowVcpu, vaHi: number, vaLo: number, access: number): number {
     // MMIO fast path: a cached MMIO entry of the current generation.
-    const mmio = this.lookupMmio(v, vaHi, vaLo, access);
+    // (Only once an MMIO entry was ever made: until then there is nothing to find.)
+    const mmio = this.mmioSeen ? this.lookupMmio(v, vaHi, vaLo, access) : -1;
     if (mmio >= 0) {
       this.stats.mmioFast++;
       this.mmioGpa = mmio * 4096 + (vaLo & 0xfff);
@@ -519,14 +520,22 @@ export class ShadowMmu implements Mmu {
     const firstGuestIndex = gpte32 ? roleQuadrant(r) * 512 : 0;
     const acc = roleAccess(r);
     const xdMask = v.cpuRole.nxe ? XD_HI : 0;
-    const tableGpa = pages.gfn[id] * 4096;
     const fmt = v.cpuRole.format!;
     const start = index & ~7;
+    // Both tables are read as words directly: one frame lookup each, not one per entry.
+    const host = this.host;
+    const sWords = host.frameWords(pages.hfn[id])!;
+    const sBase = host.frameBase;
+    const phys = this.vm.physical;
+    const gWords = phys.frameWords(pages.gfn[id]);
+    if (gWords === null) return;
+    const gBase = phys.frameBase + ((firstGuestIndex * es) >>> 2);
     for (let i = start; i < start + 8; i++) {
       if (i === index) continue;
       const entry = pages.hfn[id] * 4096 + i * 8;
-      if ((this.readEntry(entry)[0] & (P | MMIO_MARK)) !== 0) continue;
-      if (!this.readGuestEntry(tableGpa + (firstGuestIndex + i) * es, es)) return;
+      if ((sWords[sBase + i * 2] & (P | MMIO_MARK)) !== 0) continue;
+      this.gLo = gWords[gBase + ((i * es) >>> 2)];
+      this.gHi = es === 8 ? gWords[gBase + i * 2 + 1] : 0;
       const lo = this.gLo;
       const hi = this.gHi;
       // Only present, accessed entries without reserved bits (those must fault when used).
@@ -1036,6 +1045,7 @@ export class ShadowMmu implements Mmu {
    * the fast path can check a later access against them.
    */
   private setMmio(entry: number, gfn: number, eff: number): void {
+    this.mmioSeen = true;
     const old = this.readEntry(entry);
     if (old[0] & P) this.clearEntry(entry, 1);
     const gen = this.vm.memslots.generation & ((1 << GEN_BITS) - 1);
@@ -1206,6 +1216,8 @@ export class ShadowMmu implements Mmu {
 
   private gLo = 0;
   private gHi = 0;
+  /** Whether any MMIO entry was ever made (the fault path probes for one only then). */
+  private mmioSeen = false;
 
   private guestPhysical() {
     return this.vm.physical;
