@@ -53,7 +53,7 @@ export interface Outcome {
 
 /** The CPU model the suite compares against: QEMU 7.2 `-cpu max` as the kernel reports it. */
 export function qemuFeatures(maxPhyAddr: number, vendor: "amd" | "intel"): CpuFeatures {
-  return { ...cpuModel("qemu-max"), maxPhyAddr, pks: true, vendor };
+  return { ...cpuModel("qemu-max"), maxPhyAddr, vendor };
 }
 
 export class VmmuOracle {

@@ -73,65 +73,41 @@ export interface EptFeatures {
   mbec: boolean;
 }
 
+/** What every model here has (a modern x86-64 core); the models below say how they differ. */
+const MODERN_X86 = {
+  nx: true,
+  pse36: true,
+  gbPages: true,
+  pcid: true,
+  smep: true,
+  smap: true,
+  pku: true,
+} as const;
+
 /**
  * Named processor models. `qemu-max` and `bochs-tigerlake` are the conformance oracles
- * (../shared/EMULATORS.md); `intel-sapphirerapids` and `amd-zen4` are typical hosts.
+ * (../shared/EMULATORS.md; QEMU 7.2's TCG `-cpu max` reports PKS in CPUID.(7,0):ECX[31] and is
+ * an AMD-vendor CPU); `intel-sapphirerapids` and `amd-zen4` are typical hosts.
  */
 export const CPU_MODELS: Readonly<Record<string, Readonly<CpuFeatures>>> = Object.freeze({
-  "qemu-max": {
-    vendor: "amd",
-    maxPhyAddr: 40,
-    nx: true,
-    pse36: true,
-    gbPages: true,
-    la57: true,
-    pcid: true,
-    smep: true,
-    smap: true,
-    pku: true,
-    pks: false,
-  },
+  "qemu-max": { ...MODERN_X86, vendor: "amd", maxPhyAddr: 40, la57: true, pks: true },
   "bochs-tigerlake": {
+    ...MODERN_X86,
     vendor: "intel",
     maxPhyAddr: 40,
-    nx: true,
-    pse36: true,
-    gbPages: true,
     la57: false,
-    pcid: true,
-    smep: true,
-    smap: true,
-    pku: true,
     pks: false,
     ept: { executeOnly: true, fiveLevel: false, gbPages: true, accessedDirty: true, mbec: false },
   },
   "intel-sapphirerapids": {
+    ...MODERN_X86,
     vendor: "intel",
     maxPhyAddr: 52,
-    nx: true,
-    pse36: true,
-    gbPages: true,
     la57: true,
-    pcid: true,
-    smep: true,
-    smap: true,
-    pku: true,
     pks: true,
     ept: { executeOnly: true, fiveLevel: true, gbPages: true, accessedDirty: true, mbec: true },
   },
-  "amd-zen4": {
-    vendor: "amd",
-    maxPhyAddr: 52,
-    nx: true,
-    pse36: true,
-    gbPages: true,
-    la57: true,
-    pcid: true,
-    smep: true,
-    smap: true,
-    pku: true,
-    pks: false,
-  },
+  "amd-zen4": { ...MODERN_X86, vendor: "amd", maxPhyAddr: 52, la57: true, pks: false },
 });
 
 /** The model used when none is named. */

@@ -220,7 +220,9 @@ describe("CpuRole", () => {
         () => CpuRole.from(r, qemu),
         JSON.stringify(r, (_, v) => (typeof v === "bigint" ? v.toString(16) : v)),
       ).toThrow(CpuStateError);
-    expect(() => CpuRole.from({ cr0: 0x80000011n, cr4: 0x1000020n, efer: 0x500n }, qemu)).toThrow(/PKS/);
+    expect(() =>
+      CpuRole.from({ cr0: 0x80000011n, cr4: 0x1000020n, efer: 0x500n }, cpuModel("amd-zen4")),
+    ).toThrow(/PKS/);
     const noNx = { ...CPU_MODELS["qemu-max"], nx: false };
     expect(() => CpuRole.from({ cr0: 0x80000011n, cr4: 0x20n, efer: 0x800n }, noNx)).toThrow(/NX/);
     expect(() => CpuRole.from({ cr0: 0x1_0000_0000n, cr4: 0n }, qemu)).toThrow(/63:32/);
