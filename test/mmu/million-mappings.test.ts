@@ -5,7 +5,7 @@
  * exactly what its tables say.
  */
 import { expect, it } from "vitest";
-import { bumpAllocator, CpuRole, PageTableBuilder, type ShadowMmu, x86Leaf } from "../../src/index.js";
+import { bumpAllocator, CpuRole, PageTableBuilder, type ShadowMmu } from "../../src/index.js";
 import { Vm } from "../../src/vm/vm.js";
 
 const REGS = { cr0: 0x80010011n, cr4: 0x20n, efer: 0xd00n };
