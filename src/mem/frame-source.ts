@@ -51,6 +51,17 @@ export interface FrameCache {
   readonly base: Int32Array;
 }
 
+/**
+ * A frame cache that holds nothing: for sources whose `frameWords` is already a cheap, side-
+ * effect-free lookup (host memory), so walkers over them can take the same fast path.
+ */
+export const EMPTY_FRAME_CACHE: FrameCache = Object.freeze({
+  mask: 0,
+  gfn: new Float64Array([Number.NaN]),
+  words: [new Uint32Array(0)],
+  base: new Int32Array(1),
+});
+
 export const CMPXCHG_OK = 0;
 /** The entry no longer holds the expected value; nothing was written. */
 export const CMPXCHG_CHANGED = 1;

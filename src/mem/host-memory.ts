@@ -10,8 +10,8 @@
  * and untouched capacity costs nothing.
  */
 
-import type { FrameSource } from "./frame-source.js";
-import { CMPXCHG_NOT_RAM, compareExchangeWords, FRAME_WORDS } from "./frame-source.js";
+import type { FrameCache, FrameSource } from "./frame-source.js";
+import { CMPXCHG_NOT_RAM, compareExchangeWords, EMPTY_FRAME_CACHE, FRAME_WORDS } from "./frame-source.js";
 
 const CHUNK_FRAMES = 512;
 const CHUNK_SHIFT = 9;
@@ -142,6 +142,11 @@ export class HostMemory implements FrameSource {
     }
     this.frameBase = (hfn & (CHUNK_FRAMES - 1)) * FRAME_WORDS;
     return words;
+  }
+
+  /** `frameWords` is one array lookup with no side effects: walkers need no cache in front of it. */
+  currentFrameCache(): FrameCache {
+    return EMPTY_FRAME_CACHE;
   }
 
   /** The words of an allocated frame and its base index (`words[base .. base+1023]`). */
