@@ -103,6 +103,28 @@ function fastEligible(memory: FrameSource, f: PagingFormat, config: WalkerConfig
   return true;
 }
 
+/**
+ * Whether `translateFastEpt` may stand in for `translate`: EPT with 4 or 5 levels (with or
+ * without MBEC) over a memory that offers a frame cache. Reserved masks, the
+ * misconfiguration table and large-page levels are read as data.
+ */
+function fastEptEligible(memory: FrameSource, f: PagingFormat): boolean {
+  const rights = f.mbec ? 0x407 : 7;
+  if (
+    typeof memory.currentFrameCache !== "function" ||
+    f.kind !== FORMAT_EPT ||
+    f.entryBytes !== 8 ||
+    (f.levels !== 4 && f.levels !== 5) ||
+    f.presentMask !== rights ||
+    f.permMask !== rights ||
+    (f.accessedMask !== 0 && (f.accessedMask !== 0x100 || f.dirtyMask !== 0x200))
+  )
+    return false;
+  for (let l = 1; l <= f.levels; l++)
+    if (f.shifts[l] !== l * 9 + 3 || f.indexMasks[l] !== 0x1ff) return false;
+  return true;
+}
+
 /** What the walker needs from a paging-structure cache (src/hw/paging-structure-cache.ts). */
 export interface PagingStructureCacheLike {
   hitTable: number;
@@ -143,8 +165,9 @@ export class GuestWalker {
    * filled with each non-leaf entry used. Null (the default) for an uncached walk.
    */
   psc: PagingStructureCacheLike | null = null;
-  /** See `fastEligible`. */
+  /** See `fastEligible` and `fastEptEligible`. */
   private readonly fast: boolean;
+  private readonly fastEpt: boolean;
   /** The format's reserved-bit masks for `translateFast`: [level * 4 + (leaf ? 2 : 0)] low, [+ 1] high. */
   private readonly rsvd = new Int32Array(24);
 
@@ -159,6 +182,7 @@ export class GuestWalker {
     this.pkrs = config.pkrs >>> 0;
     this.wp = config.wp;
     this.fast = fastEligible(memory, config.format, config);
+    this.fastEpt = fastEptEligible(memory, config.format);
     for (let k = 0; k < 12; k++) {
       this.rsvd[k * 2] = config.format.rsvdLo[k];
       this.rsvd[k * 2 + 1] = config.format.rsvdHi[k];
@@ -171,8 +195,10 @@ export class GuestWalker {
    */
   walk(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
     let attempt = 0;
-    if (this.fast && this.psc === null) {
-      const r = this.translateFast(vaHi, vaLo, access, w);
+    if ((this.fast || this.fastEpt) && this.psc === null) {
+      const r = this.fast
+        ? this.translateFast(vaHi, vaLo, access, w)
+        : this.translateFastEpt(vaHi, vaLo, access, w);
       if (r === FAST_CLEAN) return true;
       if (r === FAST_COMMIT) {
         if (this.commitAccessedDirty(w)) return true;
@@ -191,9 +217,101 @@ export class GuestWalker {
 
   /** Step 1: the pure walk (see the file comment). Never writes memory. */
   translate(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
-    if (this.fast && this.psc === null && this.translateFast(vaHi, vaLo, access, w) !== FAST_NONE)
-      return true;
+    if (this.psc === null) {
+      if (this.fast && this.translateFast(vaHi, vaLo, access, w) !== FAST_NONE) return true;
+      if (this.fastEpt && this.translateFastEpt(vaHi, vaLo, access, w) !== FAST_NONE) return true;
+    }
     return this.translateGeneral(vaHi, vaLo, access, w);
+  }
+
+  /**
+   * `translateFast` for EPT (see `fastEptEligible`): the same contract. A plain success under
+   * the same checks as `translateGeneral` (presence, reserved bits, forbidden R/W/X and memory
+   * types, rights) fills `w` exactly as it would; anything else returns FAST_NONE.
+   */
+  private translateFastEpt(vaHi: number, vaLo: number, access: number, w: Walk): number {
+    const f = this.format;
+    const mem = this.memory;
+    const fc = mem.currentFrameCache!();
+    const tags = fc.gfn;
+    const frames = fc.words;
+    const bases = fc.base;
+    const mask = fc.mask;
+    const rsvd = this.rsvd;
+    const bad = f.eptBadBits;
+    const large = f.largeLevels;
+    const present = f.presentMask;
+    // With MBEC, user-execute (bit 10) counts as execute for the misconfiguration rules.
+    const xu = f.mbec ? 0x400 : 0;
+    const wLevel = w.level;
+    const wAddr = w.entryAddr;
+    const halves = w.halves;
+    let level = f.levels | 0;
+    let tableGfn = this.rootGfn;
+    let all = -1; // AND of the low halves: R, W, X (XU) and A of every level
+    let d = 0;
+    let lo = 0;
+    let hi = 0;
+    for (;;) {
+      const shift = level * 9 + 3;
+      const index = (level >= 4 ? vaHi >> (shift - 32) : (vaLo >>> shift) | (vaHi << (32 - shift))) & 0x1ff;
+      const slot = tableGfn & mask;
+      let words: Uint32Array | null;
+      let at: number;
+      if (tags[slot] === tableGfn) {
+        words = frames[slot];
+        at = bases[slot] + index * 2;
+      } else {
+        words = mem.frameWords(tableGfn);
+        if (words === null) return 0;
+        at = mem.frameBase + index * 2;
+      }
+      lo = words[at] | 0;
+      hi = words[at + 1] | 0;
+      wLevel[d] = level;
+      wAddr[d] = tableGfn * 4096 + index * 8;
+      halves[d] = halves[d + 10] = lo;
+      halves[d + 5] = halves[d + 15] = hi;
+      d++;
+      if ((lo & present) === 0) return 0; // not present: a violation
+      const leaf = level === 1 || ((large >>> level) & (lo >>> 7) & 1) !== 0;
+      const k = level * 4 + (leaf ? 2 : 0);
+      if ((lo & rsvd[k]) !== 0 || (hi & rsvd[k + 1]) !== 0) return 0;
+      const xwr = (lo & 7) | ((lo & xu) !== 0 ? 4 : 0);
+      if (bad[leaf ? (lo & 0x38) | xwr : xwr] !== 0) return 0; // a misconfiguration
+      all &= lo;
+      if (leaf) break;
+      tableGfn = (hi & 0xfffff) * 0x100000 + (lo >>> 12);
+      level--;
+    }
+    // R, W, X (supervisor X with MBEC) and, with MBEC, XU as bit 3 (EPT_EFF_*).
+    const eff = (all & 7) | ((all & xu) >>> 7);
+    if (((this.permFault[access & 0x1f] >>> eff) & 1) !== 0) return 0;
+    const pageShift = level * 9 + 3;
+    const offsetMask = (1 << pageShift) - 1;
+    const write = (access & 1) !== 0; // ACCESS_WRITE
+    w.vaHi = vaHi;
+    w.vaLo = vaLo;
+    w.access = access;
+    w.registerMask = 0;
+    w.missingMask = 0;
+    w.address =
+      (hi & 0xfffff) * 0x100000000 + ((lo & ~offsetMask & 0xfffff000) >>> 0) + ((vaLo & offsetMask) >>> 0);
+    w.pageShift = pageShift;
+    w.effective = eff;
+    w.pkey = (hi >>> 27) & 15;
+    w.fault = 0;
+    w.reason = 0;
+    w.errorCode = 0;
+    w.faultLevel = 0;
+    w.depth = d;
+    w.setDirty = write;
+    if (f.accessedMask === 0) {
+      w.accessedCount = 0;
+      return 1; // no EPT A/D flags: nothing to commit
+    }
+    w.accessedCount = d;
+    return (all & 0x100) !== 0 && (!write || (lo & 0x200) !== 0) ? 1 : 2;
   }
 
   /**
