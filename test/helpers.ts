@@ -57,3 +57,36 @@ export function entryAt(physical: GuestPhysical, pa: number, bytes: 4 | 8 = 8): 
 export function va(v: bigint): [number, number] {
   return [Number((v >> 32n) & 0xffffffffn), Number(v & 0xffffffffn)];
 }
+
+/**
+ * Every field in which two walk records differ, as "field a vs b" (empty when they agree):
+ * the summary fields and each step's entry. The walker's fast paths must leave a `Walk`
+ * exactly as its general path does, and both the fast-path tests and
+ * bench/lib/fast-path-check.ts hold them to it with this.
+ */
+export function walkDifferences(a: Walk, b: Walk): string[] {
+  const fields = [
+    "vaHi",
+    "vaLo",
+    "access",
+    "depth",
+    "registerMask",
+    "missingMask",
+    "accessedCount",
+    "setDirty",
+    "fault",
+    "reason",
+    "errorCode",
+    "faultLevel",
+    "address",
+    "pageShift",
+    "effective",
+    "pkey",
+  ] as const;
+  const out: string[] = [];
+  for (const f of fields) if (a[f] !== b[f]) out.push(`${f} ${a[f]} vs ${b[f]}`);
+  for (let i = 0; i < Math.max(a.depth, b.depth); i++)
+    for (const f of ["level", "entryAddr", "lo", "hi", "newLo", "newHi"] as const)
+      if (a[f][i] !== b[f][i]) out.push(`${f}[${i}] ${a[f][i]} vs ${b[f][i]}`);
+  return out;
+}

@@ -12,6 +12,7 @@
  */
 
 import { GuestWalker, type PagingFormat, Walk, x86Format } from "../../src/index.js";
+import { walkDifferences } from "../../test/helpers.js";
 import { buildGuest, type Guest } from "./guest.js";
 import { hashHostMemory } from "./image.js";
 import { Prng } from "./prng.js";
@@ -37,30 +38,8 @@ function walkerFor(g: Guest, format: PagingFormat, fast: boolean): GuestWalker {
 }
 
 function same(a: Walk, b: Walk, ra: boolean, rb: boolean, what: string): void {
-  const fields = [
-    "vaHi",
-    "vaLo",
-    "access",
-    "depth",
-    "registerMask",
-    "missingMask",
-    "accessedCount",
-    "setDirty",
-    "fault",
-    "reason",
-    "errorCode",
-    "faultLevel",
-    "address",
-    "pageShift",
-    "effective",
-    "pkey",
-  ] as const;
-  const bad: string[] = [];
-  if (ra !== rb) bad.push(`result ${ra} vs ${rb}`);
-  for (const f of fields) if (a[f] !== b[f]) bad.push(`${f} ${a[f]} vs ${b[f]}`);
-  for (let i = 0; i < a.depth; i++)
-    for (const f of ["level", "entryAddr", "lo", "hi", "newLo", "newHi"] as const)
-      if (a[f][i] !== b[f][i]) bad.push(`${f}[${i}] ${a[f][i]} vs ${b[f][i]}`);
+  const bad = walkDifferences(a, b);
+  if (ra !== rb) bad.unshift(`result ${ra} vs ${rb}`);
   if (bad.length > 0) throw new Error(`fast path differs (${what}): ${bad.join(", ")}`);
 }
 
