@@ -229,8 +229,8 @@ export class GuestWalker {
    * the same checks as `translateGeneral` (presence, reserved bits, forbidden R/W/X and memory
    * types, rights) fills `w` exactly as it would; anything else returns FAST_NONE.
    * Its step (frame-cache probe, recording the entry) repeats `translateFast`'s on purpose:
-   * shared through a helper it would cost a call per level on the hottest loop (measured:
-   * BENCHMARKS.md), and the two differ in every check after the read.
+   * a shared helper would return two halves through an out-parameter with a call per level
+   * on the hottest loop, and the two differ in every check after the read.
    */
   private translateFastEpt(vaHi: number, vaLo: number, access: number, w: Walk): number {
     const f = this.format;
