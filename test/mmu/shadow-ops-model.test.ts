@@ -36,6 +36,14 @@ import { Vm } from "../../src/vm/vm.js";
 import { bumpAllocator, PageTableBuilder, x86Leaf } from "../../src/walk/builder.js";
 import { translate } from "../../src/walk/translate.js";
 import { bit, hex, MODE_REGS } from "../vm/guest.js";
+import {
+  DEVICE_GPA,
+  DEVICE_SIZE,
+  DeviceModel,
+  HostPagesModel,
+  leBytes,
+  leValue,
+} from "../vm/memory-model.js";
 
 // --- Layout ----------------------------------------------------------------------------------
 
@@ -51,8 +59,6 @@ const VA_HUGE = 0x40400000; // a large page → HUGE_GFN (4 MiB-aligned: valid i
 const VA_ALT = 0x40800000; // PDE → table B in every space
 const SMALL_PAGES = 32;
 const HUGE_GFN = 0x1000;
-const DEVICE_GPA = 0xc00000;
-const DEVICE_SIZE = 0x4000;
 
 interface SlotDef {
   id: number;
@@ -72,9 +78,6 @@ const TARGETS = [
   0x400, 0x401, 0x403, 0x40f, 0x800, 0x801, 0x80f, 0xc00, 0xc01, 0xc03, 0x2000, 0x2001, 0x200f, 0x2010,
   0x2011, 0x1000, 0x1001, 0x1100, 0x11ff, 0x1200, 0x1201, 0x1208, 0x1400, 0x1401, 0x3000,
 ];
-
-const deviceValue = (off: number, size: number) =>
-  BigInt.asUintN(size * 8, BigInt(off) * 0x0101010101n + 0x5an);
 
 // --- Operations ------------------------------------------------------------------------------
 
@@ -292,11 +295,8 @@ class Harness {
   readonly pde: PdeState[] = [];
   readonly es: number;
   readonly slots = new Map<number, ModelSlot>();
-  readonly mem = new Map<number, Uint8Array>();
-  readonly deviceLog: string[] = [];
-  readonly modelDeviceLog: string[] = [];
-  unclaimed = 0;
-  touched = new Set<number>();
+  readonly mem = new HostPagesModel();
+  readonly device = new DeviceModel();
   private stored: { gpa: number; bytes: Uint8Array }[] = [];
   private readonly pv: boolean;
   private readonly tablesEnd: number;
@@ -381,14 +381,7 @@ class Harness {
         vm.setMemslotFlags(id, { dirtyLog: true });
         this.slots.get(id)!.dirtyLog = true;
       }
-    const log = this.deviceLog;
-    vm.addMmio(DEVICE_GPA, DEVICE_SIZE, {
-      read: (off, n) => {
-        log.push(`R ${hex(off)}/${n}`);
-        return deviceValue(off, n);
-      },
-      write: (off, n, v) => void log.push(`W ${hex(off)}/${n}=${hex(v)}`),
-    });
+    vm.addMmio(DEVICE_GPA, DEVICE_SIZE, this.device.device);
   }
 
   // --- model helpers ---
@@ -396,15 +389,6 @@ class Harness {
   private slotOf(gfn: number): { id: number; m: ModelSlot } | undefined {
     for (const [id, m] of this.slots) if (gfn >= m.base && gfn < m.base + m.pages) return { id, m };
     return undefined;
-  }
-
-  private page(hva: number): Uint8Array {
-    let p = this.mem.get(hva);
-    if (!p) {
-      p = new Uint8Array(4096);
-      this.mem.set(hva, p);
-    }
-    return p;
   }
 
   /** Reads (fills `bytes`) or writes guest-physical [gpa, +n) as the hardware + VMM would. */
@@ -424,29 +408,14 @@ class Harness {
       const hva = s.m.hva + (gfn - s.m.base);
       if (write) {
         this.stored.push({ gpa, bytes: bytes.slice(at, at + n) });
-        this.page(hva).set(bytes.subarray(at, at + n), off);
-        this.touched.add(hva);
+        this.mem.write(hva, off, bytes, at, n);
         if (s.m.dirtyLog) s.m.written.add(gfn - s.m.base);
       } else {
-        const p = this.mem.get(hva);
-        for (let i = 0; i < n; i++) bytes[at + i] = p ? p[off + i] : 0;
+        this.mem.read(hva, off, bytes, at, n);
       }
       return;
     }
-    let v = 0n;
-    if (write) for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[at + i]);
-    if (gpa >= DEVICE_GPA && gpa < DEVICE_GPA + DEVICE_SIZE) {
-      const off = gpa - DEVICE_GPA;
-      if (write) this.modelDeviceLog.push(`W ${hex(off)}/${n}=${hex(v)}`);
-      else {
-        this.modelDeviceLog.push(`R ${hex(off)}/${n}`);
-        v = deviceValue(off, n);
-      }
-    } else {
-      this.unclaimed++;
-      v = write ? 0n : (1n << BigInt(n * 8)) - 1n;
-    }
-    if (!write) for (let i = 0; i < n; i++, v >>= 8n) bytes[at + i] = Number(v & 0xffn);
+    this.device.access(gpa, bytes, at, n, write);
   }
 
   /** The reference translation: a pure walk of the guest's tables in guest memory. */
@@ -621,8 +590,7 @@ class Harness {
         const count = Math.min(op.count, def.hva + def.pages - first);
         this.vm.hostSpace.discard(first, count);
         for (let p = first; p < first + count; p++) {
-          this.mem.delete(p);
-          this.touched.add(p);
+          this.mem.discard(p);
         }
         return;
       }
@@ -635,7 +603,7 @@ class Harness {
         const old = this.vm.hostSpace.peek(hva);
         const next = this.vm.hostSpace.migrate(hva);
         if (old >= 0) expect(next).not.toBe(old);
-        this.touched.add(hva);
+        this.mem.touched.add(hva);
         return;
       }
       case "age":
@@ -816,8 +784,8 @@ class Harness {
   verify(full: boolean): void {
     expect(this.vm.check()).toEqual([]);
     this.checkTlbs();
-    expect(this.deviceLog).toEqual(this.modelDeviceLog);
-    expect(this.vm.mmio.unclaimed).toBe(this.unclaimed);
+    expect(this.device.log).toEqual(this.device.expected);
+    expect(this.vm.mmio.unclaimed).toBe(this.device.unclaimed);
     for (const [id, m] of this.slots) {
       if (!m.dirtyLog) continue;
       const bm = this.vm.memslots.get(id).dirtyBitmap!;
@@ -825,9 +793,9 @@ class Harness {
     }
     const pages = full
       ? SLOTS.flatMap((d) => Array.from({ length: d.pages }, (_, i) => d.hva + i))
-      : [...this.touched];
+      : [...this.mem.touched];
     for (const hva of pages) this.comparePage(hva);
-    this.touched.clear();
+    this.mem.touched.clear();
   }
 
   /**
@@ -853,30 +821,8 @@ class Harness {
 
   private comparePage(hva: number): void {
     if (hva >= TABLES_HVA && hva < TABLES_HVA + TABLE_PAGES) return;
-    const want = this.mem.get(hva);
-    const hfn = this.vm.hostSpace.peek(hva);
-    if (hfn < 0) {
-      if (want?.some((b) => b !== 0)) expect.fail(`host page ${hex(hva)} lost its contents (not populated)`);
-      return;
-    }
-    const words = this.vm.host.frameWords(hfn)!;
-    const got = new Uint8Array(words.buffer, words.byteOffset + this.vm.host.frameBase * 4, 4096);
-    for (let i = 0; i < 4096; i++)
-      if (got[i] !== (want ? want[i] : 0))
-        expect.fail(`host page ${hex(hva)} byte ${hex(i)}: ${hex(got[i])}, model ${hex(want ? want[i] : 0)}`);
+    this.mem.compare(this.vm, hva);
   }
-}
-
-function leBytes(v: bigint, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i++, v >>= 8n) b[i] = Number(v & 0xffn);
-  return b;
-}
-
-function leValue(b: Uint8Array): bigint {
-  let v = 0n;
-  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
-  return v;
 }
 
 // --- The property ----------------------------------------------------------------------------
@@ -1047,7 +993,7 @@ describe("shadow MMU against a reference model", () => {
       access("load"),
     ]);
     expect(h.mmu.stats.mmioFast).toBeGreaterThan(0);
-    expect(h.deviceLog.filter((l) => l.startsWith("W"))).toEqual([]);
+    expect(h.device.log.filter((l) => l.startsWith("W"))).toEqual([]);
   });
 
   for (const mode of ["32bit", "4level"] as const)

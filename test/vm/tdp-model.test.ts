@@ -23,6 +23,7 @@ import type { Vcpu } from "../../src/vm/vcpu.js";
 import type { Vm } from "../../src/vm/vm.js";
 import { x86Leaf } from "../../src/walk/builder.js";
 import { bit, HOSTS, hex, makeGuest } from "./guest.js";
+import { DEVICE_GPA, DEVICE_SIZE, DeviceModel, HostPagesModel, leBytes, leValue } from "./memory-model.js";
 
 // --- The layout ------------------------------------------------------------------------------
 
@@ -30,8 +31,6 @@ const SMALL_PAGES = 32;
 const VA_SMALL = 0x40000000;
 const VA_HUGE = 0x40200000; // one 2 MiB guest page → GPA 0x1000000 (memslot 3's first home)
 const HUGE_GFN = 0x1000;
-const DEVICE_GPA = 0xc00000;
-const DEVICE_SIZE = 0x4000;
 const TABLES_HVA = 0x10000;
 
 interface SlotDef {
@@ -60,9 +59,6 @@ const ALIAS = 2 ** 28;
 /** The initial PTE target of small page `p` (with stolen bits, every third one is an alias). */
 const initialTarget = (p: number, stolen: boolean) =>
   TARGETS[p % TARGETS.length] + (stolen && p % 3 === 2 ? ALIAS : 0);
-
-const deviceValue = (off: number, size: number) =>
-  BigInt.asUintN(size * 8, BigInt(off) * 0x0101010101n + 0x5an);
 
 // --- Operations ------------------------------------------------------------------------------
 
@@ -255,11 +251,8 @@ class Harness {
   readonly slots = new Map<number, ModelSlot>();
   readonly ptes: Pte[] = [];
   /** Host virtual page → contents (absent: zeros). */
-  readonly mem = new Map<number, Uint8Array>();
-  readonly deviceLog: string[] = [];
-  readonly modelDeviceLog: string[] = [];
-  unclaimed = 0;
-  touched = new Set<number>();
+  readonly mem = new HostPagesModel();
+  readonly device = new DeviceModel();
   /** Memory writes of the current access: (VMM-view GPA, bytes), read back through vm.physical. */
   private stored: { gpa: number; bytes: Uint8Array }[] = [];
   private readonly cr3: bigint;
@@ -315,14 +308,7 @@ class Harness {
         maybe: new Set(),
       });
     }
-    const log = this.deviceLog;
-    g.vm.addMmio(DEVICE_GPA, DEVICE_SIZE, {
-      read: (off, n) => {
-        log.push(`R ${hex(off)}/${n}`);
-        return deviceValue(off, n);
-      },
-      write: (off, n, v) => void log.push(`W ${hex(off)}/${n}=${hex(v)}`),
-    });
+    g.vm.addMmio(DEVICE_GPA, DEVICE_SIZE, this.device.device);
   }
 
   // --- model helpers ---
@@ -339,15 +325,6 @@ class Harness {
     return undefined;
   }
 
-  private page(hva: number): Uint8Array {
-    let p = this.mem.get(hva);
-    if (!p) {
-      p = new Uint8Array(4096);
-      this.mem.set(hva, p);
-    }
-    return p;
-  }
-
   /** Reads (fills `bytes`) or writes guest-physical [gpa, +n) as the hardware + VMM would. */
   private physical(gpa: number, bytes: Uint8Array, at: number, n: number, write: boolean): void {
     const gfn = Math.floor(gpa / 4096);
@@ -357,30 +334,15 @@ class Harness {
       const off = gpa % 4096;
       if (write) {
         this.stored.push({ gpa: s.gfn * 4096 + off, bytes: bytes.slice(at, at + n) });
-        this.page(hva).set(bytes.subarray(at, at + n), off);
-        this.touched.add(hva);
+        this.mem.write(hva, off, bytes, at, n);
         if (s.m.dirtyLog) s.m.written.add(s.gfn - s.m.base);
       } else {
-        const p = this.mem.get(hva);
-        for (let i = 0; i < n; i++) bytes[at + i] = p ? p[off + i] : 0;
+        this.mem.read(hva, off, bytes, at, n);
       }
       return;
     }
     // MMIO: no memslot, or a write to a read-only one.
-    let v = 0n;
-    if (write) for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(bytes[at + i]);
-    if (gpa >= DEVICE_GPA && gpa < DEVICE_GPA + DEVICE_SIZE) {
-      const off = gpa - DEVICE_GPA;
-      if (write) this.modelDeviceLog.push(`W ${hex(off)}/${n}=${hex(v)}`);
-      else {
-        this.modelDeviceLog.push(`R ${hex(off)}/${n}`);
-        v = deviceValue(off, n);
-      }
-    } else {
-      this.unclaimed++;
-      v = write ? 0n : (1n << BigInt(n * 8)) - 1n;
-    }
-    if (!write) for (let i = 0; i < n; i++, v >>= 8n) bytes[at + i] = Number(v & 0xffn);
+    this.device.access(gpa, bytes, at, n, write);
   }
 
   /** The guest translation of the page holding `va`: a GFN or a #PF error code. */
@@ -527,8 +489,7 @@ class Harness {
         const count = Math.min(op.count, def.hva + def.pages - first);
         this.vm.hostSpace.discard(first, count);
         for (let p = first; p < first + count; p++) {
-          this.mem.delete(p);
-          this.touched.add(p);
+          this.mem.discard(p);
         }
         return;
       }
@@ -540,7 +501,7 @@ class Harness {
         const old = this.vm.hostSpace.peek(hva);
         const next = this.vm.hostSpace.migrate(hva);
         if (old >= 0) expect(next).not.toBe(old);
-        this.touched.add(hva);
+        this.mem.touched.add(hva);
         return;
       }
       case "age": {
@@ -635,8 +596,8 @@ class Harness {
 
   verify(full: boolean): void {
     expect(this.vm.check()).toEqual([]);
-    expect(this.deviceLog).toEqual(this.modelDeviceLog);
-    expect(this.vm.mmio.unclaimed).toBe(this.unclaimed);
+    expect(this.device.log).toEqual(this.device.expected);
+    expect(this.vm.mmio.unclaimed).toBe(this.device.unclaimed);
     for (const def of SLOTS) {
       const m = this.slots.get(def.id);
       if (!m?.dirtyLog) continue;
@@ -646,37 +607,15 @@ class Harness {
     }
     const pages = full
       ? SLOTS.flatMap((d) => Array.from({ length: d.pages }, (_, i) => d.hva + i))
-      : [...this.touched];
+      : [...this.mem.touched];
     for (const hva of pages) this.comparePage(hva);
-    this.touched.clear();
+    this.mem.touched.clear();
   }
 
   private comparePage(hva: number): void {
     if (hva >= TABLES_HVA && hva < TABLES_HVA + 256) return; // guest tables: not modelled
-    const want = this.mem.get(hva);
-    const hfn = this.vm.hostSpace.peek(hva);
-    if (hfn < 0) {
-      if (want?.some((b) => b !== 0)) expect.fail(`host page ${hex(hva)} lost its contents (not populated)`);
-      return;
-    }
-    const words = this.vm.host.frameWords(hfn)!;
-    const got = new Uint8Array(words.buffer, words.byteOffset + this.vm.host.frameBase * 4, 4096);
-    for (let i = 0; i < 4096; i++)
-      if (got[i] !== (want ? want[i] : 0))
-        expect.fail(`host page ${hex(hva)} byte ${hex(i)}: ${hex(got[i])}, model ${hex(want ? want[i] : 0)}`);
+    this.mem.compare(this.vm, hva);
   }
-}
-
-function leBytes(v: bigint, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i++, v >>= 8n) b[i] = Number(v & 0xffn);
-  return b;
-}
-
-function leValue(b: Uint8Array): bigint {
-  let v = 0n;
-  for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]);
-  return v;
 }
 
 // --- The property ----------------------------------------------------------------------------
