@@ -14,79 +14,12 @@ import { LguestPagingOps } from "../../src/guest/lguest-ops.js";
 import { GuestOs } from "../../src/guest/os.js";
 import type { ShadowMmu } from "../../src/mmu/shadow/shadow-mmu.js";
 import { Vm } from "../../src/vm/vm.js";
+import { type GuestOp, guestOpArb, type Region } from "../guest/ops.js";
 
 const MODES: GuestPagingMode[] = ["32bit", "pae", "4level", "5level"];
 const RAM_MIB = 16;
 
-type Op =
-  | { op: "spawn" }
-  | { op: "fork"; p: number }
-  | { op: "exit"; p: number }
-  | { op: "exec"; p: number }
-  | { op: "mmap"; p: number; pages: number; prot: number; huge: boolean }
-  | { op: "munmap"; p: number; r: number; from: number; pages: number }
-  | { op: "mprotect"; p: number; r: number; prot: number }
-  | {
-      op: "touch";
-      p: number;
-      r: number;
-      page: number;
-      word: number;
-      kind: "read" | "write" | "fetch";
-      cpu: number;
-    }
-  | { op: "switch"; p: number; cpu: number }
-  | { op: "age"; p: number };
-
-const ix = fc.nat(3);
-const prot = fc.integer({ min: 0, max: 7 });
-const opArb: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 1, arbitrary: fc.constant({ op: "spawn" as const }) },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant("fork" as const), p: ix }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant("exit" as const), p: ix }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant("exec" as const), p: ix }) },
-  {
-    weight: 3,
-    arbitrary: fc.record({
-      op: fc.constant("mmap" as const),
-      p: ix,
-      pages: fc.integer({ min: 1, max: 6 }),
-      prot,
-      huge: fc.boolean(),
-    }),
-  },
-  {
-    weight: 2,
-    arbitrary: fc.record({
-      op: fc.constant("munmap" as const),
-      p: ix,
-      r: ix,
-      from: fc.nat(5),
-      pages: fc.integer({ min: 1, max: 3 }),
-    }),
-  },
-  { weight: 2, arbitrary: fc.record({ op: fc.constant("mprotect" as const), p: ix, r: ix, prot }) },
-  {
-    weight: 12,
-    arbitrary: fc.record({
-      op: fc.constant("touch" as const),
-      p: ix,
-      r: ix,
-      page: fc.nat(5),
-      word: fc.nat(1023),
-      kind: fc.constantFrom("read" as const, "write" as const, "fetch" as const),
-      cpu: fc.nat(1),
-    }),
-  },
-  { weight: 3, arbitrary: fc.record({ op: fc.constant("switch" as const), p: ix, cpu: fc.nat(1) }) },
-  { weight: 1, arbitrary: fc.record({ op: fc.constant("age" as const), p: ix }) },
-);
-
-interface Region {
-  va: bigint;
-  pages: number;
-  huge: boolean;
-}
+const opArb = guestOpArb(3);
 
 type Kind = "tdp" | "shadow" | "shadow-pv";
 const KINDS: Kind[] = ["tdp", "shadow", "shadow-pv"];
@@ -119,7 +52,7 @@ function boot(mode: GuestPagingMode, kind: Kind, cfg: Config) {
 type Booted = ReturnType<typeof boot>;
 
 /** Runs one operation on one guest; returns what the guest observed (JSON). */
-function step(g: Booted, o: Op, regions: Map<number, Region[]>, hugeBytes: number): unknown {
+function step(g: Booted, o: GuestOp, regions: Map<number, Region[]>, hugeBytes: number): unknown {
   const { os } = g;
   const cpus = os.vcpus.length;
   const live = os.pids;
@@ -211,7 +144,7 @@ function step(g: Booted, o: Op, regions: Map<number, Region[]>, hugeBytes: numbe
 
 const json = (v: unknown) => JSON.stringify(v, (_, x) => (typeof x === "bigint" ? `0x${x.toString(16)}` : x));
 
-function run(mode: GuestPagingMode, cfg: Config, ops: Op[], checkEvery: number): void {
+function run(mode: GuestPagingMode, cfg: Config, ops: GuestOp[], checkEvery: number): void {
   const guests = KINDS.map((k) => boot(mode, k, cfg));
   const regions = KINDS.map(() => new Map<number, Region[]>());
   const hugeBytes = mode === "32bit" ? 4 << 20 : 2 << 20;
@@ -262,7 +195,7 @@ describe.each(MODES)("%s guest on TDP, shadow and shadow-pv", (mode) => {
 
 describe("fixed sequences", () => {
   it("aging a process that runs nowhere: its unsync table's cleared A bits are seen after the switch back", () => {
-    const touch = (p: number): Op => ({ op: "touch", p, r: 0, page: 0, word: 0, kind: "read", cpu: 0 });
+    const touch = (p: number): GuestOp => ({ op: "touch", p, r: 0, page: 0, word: 0, kind: "read", cpu: 0 });
     run(
       "4level",
       { cpus: 1, pcid: false, unsync: true, maxPages: undefined },
