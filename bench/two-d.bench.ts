@@ -17,11 +17,10 @@ import { join } from "node:path";
 import { cpuWalker, NestedFrameSource, TWO_D_OK, TwoDimensionalWalk, type Vcpu } from "../src/index.js";
 import type { AccessList } from "./lib/guest.js";
 import { type BenchContext, type Benchmark, BUILD_DIR, type Metric } from "./lib/harness.js";
-import { hashHostMemory, writeAccessList, writeImage } from "./lib/image.js";
+import { hashHostMemory, writeAccessList, writeImage, writeWalkerConfig } from "./lib/image.js";
 import { Prng } from "./lib/prng.js";
 import { fmtRate, summarize } from "./lib/stats.js";
 import { buildVmGuest, timed, userVa } from "./lib/vm-guest.js";
-import { writeWalkerConfig } from "./lib/walker-image.js";
 
 interface PassResult {
   sum: number;

@@ -13,7 +13,7 @@
  *
  * usage: two_d IMAGE GUESTWALKER WARMUP RUNS LIST   (prints JSON on stdout)
  * IMAGE: host memory + the EPT walker (bench/lib/image.ts); GUESTWALKER: the guest walker
- * (bench/lib/walker-image.ts). WARMUP passes, then RUNS timed passes over LIST.
+ * (bench/lib/image.ts, writeWalkerConfig). WARMUP passes, then RUNS timed passes over LIST.
  */
 /* Functions of vmmu.h and walk.c this program does not call (GuestPhysical, walk.c's main). */
 #pragma GCC diagnostic ignored "-Wunused-function"

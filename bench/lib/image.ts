@@ -15,6 +15,7 @@
  *                 shifts[6], indexMasks[6], rsvdLo[12], rsvdHi[12], eptBadBits[64]
  *  walker:        permFault[32], fetchErrorBit, pke, pks, pkru, pkrs, wp, rootGfn, pdptAddr, pdpte[8]
  *
+ *  walker config: "VMMBWLK1", format, walker (as above)
  *  access list:   "VMMBACC1", count, count × (lo u32, hi u32), count × access u8
  * ```
  */
@@ -120,9 +121,16 @@ export function writeImage(path: string, g: ImageSource): void {
     o.bytes(new Uint8Array(words.buffer, words.byteOffset + host.frameBase * 4, 4096));
   }
 
-  const w = g.walker;
+  o.words(walkerSection(g.walker));
+  o.save(path);
+}
+
+/** The format and walker sections (above) of a walker, in order. */
+function walkerSection(w: GuestWalker): number[] {
   const f = w.format;
-  o.words([
+  const bad = new Uint8Array(64);
+  bad.set(f.eptBadBits);
+  return [
     f.kind,
     f.levels,
     f.entryBytes,
@@ -136,17 +144,33 @@ export function writeImage(path: string, g: ImageSource): void {
     f.dirtyMask >>> 0,
     +f.pse36,
     +f.mbec,
-  ]);
-  o.words(f.shifts);
-  o.words(f.indexMasks);
-  o.words(f.rsvdLo);
-  o.words(f.rsvdHi);
-  const bad = new Uint8Array(64);
-  bad.set(f.eptBadBits);
-  o.words(bad);
-  o.words(w.permFault);
-  o.words([w.fetchErrorBit, +w.pke, +w.pks, w.pkru, w.pkrs, +w.wp, w.rootGfn, w.pdptAddr]);
-  o.words(w.pdpte);
+    ...f.shifts,
+    ...f.indexMasks,
+    ...f.rsvdLo,
+    ...f.rsvdHi,
+    ...bad,
+    ...w.permFault,
+    w.fetchErrorBit,
+    +w.pke,
+    +w.pks,
+    w.pkru,
+    w.pkrs,
+    +w.wp,
+    w.rootGfn,
+    w.pdptAddr,
+    ...w.pdpte,
+  ];
+}
+
+/**
+ * A second walker for a C counterpart that walks with two (bench/c/two_d.c: the guest walker
+ * of a 2-D walk beside the EPT walker of the image): "VMMBWLK1" followed by the walker
+ * sections, read back with walk.c's load_walker.
+ */
+export function writeWalkerConfig(path: string, w: GuestWalker): void {
+  const o = new Out();
+  o.tag("VMMBWLK1");
+  o.words(walkerSection(w));
   o.save(path);
 }
 
