@@ -36,104 +36,44 @@ describe("paging formats", () => {
       }
   });
 
+  /** 32-bit paging with PSE (and PSE-36 unless said otherwise). */
+  const legacy = (maxPhyAddr: number, o: { pse?: boolean; pse36?: boolean } = {}) =>
+    x86Format({
+      mode: "32bit",
+      maxPhyAddr,
+      nxe: false,
+      pse: true,
+      pse36: true,
+      gbPages: false,
+      amd: false,
+      ...o,
+    });
+  /** A long mode with NXE, MAXPHYADDR 48. */
+  const long = (mode: "4level" | "5level", o: { gbPages: boolean; amd: boolean }) =>
+    x86Format({ mode, maxPhyAddr: 48, nxe: true, pse: false, pse36: false, ...o });
+
   it("32-bit PSE-36: bits 20:13 carry address bits 39:32 up to MAXPHYADDR, bit 21 is reserved", () => {
-    const f40 = x86Format({
-      mode: "32bit",
-      maxPhyAddr: 40,
-      nxe: false,
-      pse: true,
-      pse36: true,
-      gbPages: false,
-      amd: false,
-    });
-    expect(f40.rsvdLo[2 * 2 + 1]).toBe(1 << 21);
-    const f36 = x86Format({
-      mode: "32bit",
-      maxPhyAddr: 36,
-      nxe: false,
-      pse: true,
-      pse36: true,
-      gbPages: false,
-      amd: false,
-    });
-    expect(f36.rsvdLo[2 * 2 + 1]).toBe(0x3e0000); // bits 21:17
-    const noPse36 = x86Format({
-      mode: "32bit",
-      maxPhyAddr: 40,
-      nxe: false,
-      pse: true,
-      pse36: false,
-      gbPages: false,
-      amd: false,
-    });
-    expect(noPse36.rsvdLo[2 * 2 + 1]).toBe(0x3fe000); // bits 21:13
-    const f52 = x86Format({
-      mode: "32bit",
-      maxPhyAddr: 52,
-      nxe: false,
-      pse: true,
-      pse36: true,
-      gbPages: false,
-      amd: false,
-    });
-    expect(f52.rsvdLo[2 * 2 + 1]).toBe(1 << 21); // capped at 40 bits
+    expect(legacy(40).rsvdLo[2 * 2 + 1]).toBe(1 << 21);
+    expect(legacy(36).rsvdLo[2 * 2 + 1]).toBe(0x3e0000); // bits 21:17
+    expect(legacy(40, { pse36: false }).rsvdLo[2 * 2 + 1]).toBe(0x3fe000); // bits 21:13
+    expect(legacy(52).rsvdLo[2 * 2 + 1]).toBe(1 << 21); // capped at 40 bits
   });
 
   it("PS is a page-size bit only where pages exist", () => {
-    const g = x86Format({
-      mode: "4level",
-      maxPhyAddr: 48,
-      nxe: true,
-      pse: false,
-      pse36: false,
-      gbPages: true,
-      amd: false,
-    });
+    const g = long("4level", { gbPages: true, amd: false });
     expect(g.largeLevels).toBe((1 << 2) | (1 << 3));
     expect(g.rsvdLo[4 * 2] & 0x80).toBe(0x80);
-    const no1g = x86Format({
-      mode: "4level",
-      maxPhyAddr: 48,
-      nxe: true,
-      pse: false,
-      pse36: false,
-      gbPages: false,
-      amd: false,
-    });
+    const no1g = long("4level", { gbPages: false, amd: false });
     expect(no1g.largeLevels).toBe(1 << 2);
     expect(no1g.rsvdLo[3 * 2] & 0x80).toBe(0x80);
-    const nopse = x86Format({
-      mode: "32bit",
-      maxPhyAddr: 40,
-      nxe: false,
-      pse: false,
-      pse36: true,
-      gbPages: false,
-      amd: false,
-    });
+    const nopse = legacy(40, { pse: false });
     expect(nopse.largeLevels).toBe(0);
     expect(nopse.rsvdLo[2 * 2]).toBe(0); // ignored, not reserved
   });
 
   it("AMD reserves bit 8 of non-leaf PML5E/PML4E/PDPTE; Intel ignores it", () => {
-    const amd = x86Format({
-      mode: "5level",
-      maxPhyAddr: 48,
-      nxe: true,
-      pse: false,
-      pse36: false,
-      gbPages: true,
-      amd: true,
-    });
-    const intel = x86Format({
-      mode: "5level",
-      maxPhyAddr: 48,
-      nxe: true,
-      pse: false,
-      pse36: false,
-      gbPages: true,
-      amd: false,
-    });
+    const amd = long("5level", { gbPages: true, amd: true });
+    const intel = long("5level", { gbPages: true, amd: false });
     for (const l of [3, 4, 5]) {
       expect(amd.rsvdLo[l * 2] & 0x100).toBe(0x100);
       expect(intel.rsvdLo[l * 2] & 0x100).toBe(0);
