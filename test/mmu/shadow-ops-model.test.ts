@@ -41,8 +41,12 @@ import {
   DEVICE_SIZE,
   DeviceModel,
   HostPagesModel,
+  HUGE_GFN,
   leBytes,
   leValue,
+  SLOTS,
+  type SlotDef,
+  TARGETS,
 } from "../vm/memory-model.js";
 
 // --- Layout ----------------------------------------------------------------------------------
@@ -58,26 +62,6 @@ const VA_SMALL = 0x40000000; // PDE → table A (per space), table B (shared), a
 const VA_HUGE = 0x40400000; // a large page → HUGE_GFN (4 MiB-aligned: valid in 32-bit paging too)
 const VA_ALT = 0x40800000; // PDE → table B in every space
 const SMALL_PAGES = 32;
-const HUGE_GFN = 0x1000;
-
-interface SlotDef {
-  id: number;
-  pages: number;
-  hva: number;
-  bases: number[];
-  huge?: 9;
-}
-
-const SLOTS: SlotDef[] = [
-  { id: 1, pages: 16, hva: 0x20000, bases: [0x400, 0x800, 0xc00, 0x2000, 0x2008, 0x2010] },
-  { id: 2, pages: 16, hva: 0x21000, bases: [0x800, 0x400, 0xc00, 0x2000, 0x2010] },
-  { id: 3, pages: 512, hva: 0x40000, bases: [0x1000, 0x1200, 0x1208, 0x1400], huge: 9 },
-];
-
-const TARGETS = [
-  0x400, 0x401, 0x403, 0x40f, 0x800, 0x801, 0x80f, 0xc00, 0xc01, 0xc03, 0x2000, 0x2001, 0x200f, 0x2010,
-  0x2011, 0x1000, 0x1001, 0x1100, 0x11ff, 0x1200, 0x1201, 0x1208, 0x1400, 0x1401, 0x3000,
-];
 
 // --- Operations ------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
  * The reference side of the model-based VM tests (test/vm/tdp-model.test.ts,
  * test/mmu/shadow-ops-model.test.ts): host memory byte by byte and the one MMIO device, as the
  * hardware plus VMM should leave them. Each test decides which guest-physical access lands
- * where (its memslots differ); these hold the bytes and compare them with the VM's.
+ * where; these hold the data memslots' layout and the bytes, and compare them with the VM's.
  */
 
 import { expect } from "vitest";
@@ -13,6 +13,30 @@ import { hex } from "./guest.js";
 
 export const DEVICE_GPA = 0xc00000;
 export const DEVICE_SIZE = 0x4000;
+
+/** A data memslot of the model tests: its size, host pages, and the GFN bases it moves between. */
+export interface SlotDef {
+  id: number;
+  pages: number;
+  hva: number;
+  bases: number[];
+  huge?: 9;
+}
+
+export const SLOTS: SlotDef[] = [
+  { id: 1, pages: 16, hva: 0x20000, bases: [0x400, 0x800, 0xc00, 0x2000, 0x2008, 0x2010] },
+  { id: 2, pages: 16, hva: 0x21000, bases: [0x800, 0x400, 0xc00, 0x2000, 0x2010] },
+  { id: 3, pages: 512, hva: 0x40000, bases: [0x1000, 0x1200, 0x1208, 0x1400], huge: 9 },
+];
+
+/** The first home of slot 3, where the guest's large pages point. */
+export const HUGE_GFN = 0x1000;
+
+/** GFNs the guest PTEs point at: slot homes, move targets, the device, nothing at all. */
+export const TARGETS = [
+  0x400, 0x401, 0x403, 0x40f, 0x800, 0x801, 0x80f, 0xc00, 0xc01, 0xc03, 0x2000, 0x2001, 0x200f, 0x2010,
+  0x2011, 0x1000, 0x1001, 0x1100, 0x11ff, 0x1200, 0x1201, 0x1208, 0x1400, 0x1401, 0x3000,
+];
 
 /** What the device returns for a read of `size` bytes at `off`: distinct per offset and size. */
 const deviceValue = (off: number, size: number) =>

@@ -23,35 +23,25 @@ import type { Vcpu } from "../../src/vm/vcpu.js";
 import type { Vm } from "../../src/vm/vm.js";
 import { x86Leaf } from "../../src/walk/builder.js";
 import { bit, HOSTS, hex, makeGuest } from "./guest.js";
-import { DEVICE_GPA, DEVICE_SIZE, DeviceModel, HostPagesModel, leBytes, leValue } from "./memory-model.js";
+import {
+  DEVICE_GPA,
+  DEVICE_SIZE,
+  DeviceModel,
+  HostPagesModel,
+  HUGE_GFN,
+  leBytes,
+  leValue,
+  SLOTS,
+  type SlotDef,
+  TARGETS,
+} from "./memory-model.js";
 
 // --- The layout ------------------------------------------------------------------------------
 
 const SMALL_PAGES = 32;
 const VA_SMALL = 0x40000000;
 const VA_HUGE = 0x40200000; // one 2 MiB guest page → GPA 0x1000000 (memslot 3's first home)
-const HUGE_GFN = 0x1000;
 const TABLES_HVA = 0x10000;
-
-interface SlotDef {
-  id: number;
-  pages: number;
-  hva: number;
-  bases: number[];
-  huge?: 9;
-}
-
-const SLOTS: SlotDef[] = [
-  { id: 1, pages: 16, hva: 0x20000, bases: [0x400, 0x800, 0xc00, 0x2000, 0x2008, 0x2010] },
-  { id: 2, pages: 16, hva: 0x21000, bases: [0x800, 0x400, 0xc00, 0x2000, 0x2010] },
-  { id: 3, pages: 512, hva: 0x40000, bases: [0x1000, 0x1200, 0x1208, 0x1400], huge: 9 },
-];
-
-/** GFNs the guest PTEs point at: slot homes, move targets, the device, nothing at all. */
-const TARGETS = [
-  0x400, 0x401, 0x403, 0x40f, 0x800, 0x801, 0x80f, 0xc00, 0xc01, 0xc03, 0x2000, 0x2001, 0x200f, 0x2010,
-  0x2011, 0x1000, 0x1001, 0x1100, 0x11ff, 0x1200, 0x1201, 0x1208, 0x1400, 0x1401, 0x3000,
-];
 
 /** With stolen bits on: GPA bit 40 (the "shared" alias), as a GFN offset. */
 const ALIAS = 2 ** 28;
