@@ -247,12 +247,14 @@ export {
   traceProgram,
 } from "./sim/lackey.js";
 export {
+  expandTouches,
   type Program,
   type ProgramEnv,
   REGION_DATA,
   REGION_STACK,
   REGION_TEXT,
   type SimOp,
+  TOUCH_KINDS,
 } from "./sim/program.js";
 export { Prng } from "./sim/random.js";
 export { formatJson, formatSvg, formatTable, reportTitle } from "./sim/report.js";

@@ -6,13 +6,17 @@
  * rule, so a kernel or MMU bug that maps the wrong frame shows up as a mismatch.
  */
 
-/** The words written into one virtual page, shared between processes until one writes. */
+/**
+ * The words of one virtual page as the process stored them, shared between processes until
+ * one writes. Dense (a page's 1024 words): the guest's own frame holds as much, and a load
+ * costs one array read instead of a hash lookup.
+ */
 export class PageRecord {
   refs = 1;
-  readonly words: Map<number, number>;
+  readonly words: Uint32Array;
 
-  constructor(words?: Map<number, number>) {
-    this.words = words ? new Map(words) : new Map();
+  constructor(words?: Uint32Array) {
+    this.words = words ? words.slice() : new Uint32Array(1024);
   }
 }
 
@@ -38,28 +42,33 @@ function show(v: number | string): string {
   return typeof v === "number" ? `0x${(v >>> 0).toString(16)}` : v;
 }
 
+/** Direct-mapped cache of records in front of `ValueModel.pages` (entries; a power of two). */
+const CACHE = 64;
+
 /** Per-process value model: virtual page number → record. */
 export class ValueModel {
   readonly pages = new Map<number, PageRecord>();
+  /** `cacheVpn[vpn % CACHE]` is -1 or a vpn whose current record is in `cacheRec`. */
+  private readonly cacheVpn = new Float64Array(CACHE).fill(-1);
+  private readonly cacheRec: (PageRecord | null)[] = new Array<PageRecord | null>(CACHE).fill(null);
 
   /** The value a load of word `word` of page `vpn` must return. */
   expected(vpn: number, word: number): number {
-    return this.pages.get(vpn)?.words.get(word) ?? 0;
+    const r = this.record(vpn);
+    return r === undefined ? 0 : r.words[word];
   }
 
   /** Records a store, breaking the record's sharing first. */
   store(vpn: number, word: number, value: number): void {
-    let r = this.pages.get(vpn);
+    let r = this.record(vpn);
     if (r === undefined) {
-      r = new PageRecord();
-      this.pages.set(vpn, r);
+      if (value === 0) return;
+      r = this.set(vpn, new PageRecord());
     } else if (r.refs > 1) {
       r.refs--;
-      r = new PageRecord(r.words);
-      this.pages.set(vpn, r);
+      r = this.set(vpn, new PageRecord(r.words));
     }
-    if (value === 0) r.words.delete(word);
-    else r.words.set(word, value >>> 0);
+    r.words[word] = value;
   }
 
   /** Forgets pages [first, end) (munmap, exec, exit): they read as zero when mapped again. */
@@ -81,37 +90,66 @@ export class ValueModel {
     return child;
   }
 
+  private record(vpn: number): PageRecord | undefined {
+    const i = vpn & (CACHE - 1);
+    if (this.cacheVpn[i] === vpn) return this.cacheRec[i]!;
+    const r = this.pages.get(vpn);
+    if (r !== undefined) {
+      this.cacheVpn[i] = vpn;
+      this.cacheRec[i] = r;
+    }
+    return r;
+  }
+
+  private set(vpn: number, r: PageRecord): PageRecord {
+    this.pages.set(vpn, r);
+    const i = vpn & (CACHE - 1);
+    this.cacheVpn[i] = vpn;
+    this.cacheRec[i] = r;
+    return r;
+  }
+
   private release(vpn: number): void {
     const r = this.pages.get(vpn);
     if (r === undefined) return;
     r.refs--;
     this.pages.delete(vpn);
+    const i = vpn & (CACHE - 1);
+    if (this.cacheVpn[i] === vpn) {
+      this.cacheVpn[i] = -1;
+      this.cacheRec[i] = null;
+    }
   }
 }
 
-/** A running 32-bit FNV-1a hash over 32-bit words. */
+/**
+ * A running 32-bit hash over 32-bit words (MurmurHash3's block step and finaliser: three
+ * multiplies a word, every input bit reaching every output bit).
+ */
 export class Digest {
   private h = 0x811c9dc5;
   /** Words mixed in. */
   count = 0;
 
   mix(word: number): void {
-    let h = this.h;
-    for (let i = 0; i < 4; i++) {
-      h ^= (word >>> (i * 8)) & 0xff;
-      h = Math.imul(h, 0x01000193);
-    }
-    this.h = h >>> 0;
+    let k = Math.imul(word, 0xcc9e2d51);
+    k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+    const h = this.h ^ k;
+    this.h = (Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64) | 0;
     this.count++;
   }
 
   /** Mixes a non-negative safe integer (e.g. a virtual page number) as two words. */
   mixNumber(n: number): void {
-    this.mix(n % 2 ** 32);
-    this.mix(Math.floor(n / 2 ** 32));
+    this.mix(n | 0);
+    this.mix((n / 4294967296) | 0);
   }
 
+  /** The hash of everything mixed so far (finalised; mixing may go on). */
   get value(): number {
-    return this.h;
+    let h = this.h ^ this.count;
+    h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+    h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+    return (h ^ (h >>> 16)) >>> 0;
   }
 }

@@ -160,8 +160,12 @@ export class Process {
   readonly vmas: Vma[] = [];
   model = new ValueModel();
   readonly signals: Signal[] = [];
-  /** vCPU indices whose current address space is this one. */
+  /** vCPU indices whose current address space is this one (change with `activate`/`deactivate`). */
   readonly activeOn = new Set<number>();
+  /** The lowest index in `activeOn`, or -1: the vCPU the kernel uses on this process's behalf. */
+  firstCpu = -1;
+  /** Index in `vmas` of the VMA `vmaAt` found last. */
+  private vmaHint = 0;
   /** Bumped on every invalidation; a vCPU that saw an older value flushes this PCID on switch-in. */
   tlbGen = 0;
   brkStart = 0;
@@ -175,9 +179,32 @@ export class Process {
     readonly pcid: number,
   ) {}
 
+  /** The VMA holding `vpn`. VMAs never overlap, so the last one found is checked first. */
   vmaAt(vpn: number): Vma | undefined {
-    for (const v of this.vmas) if (vpn >= v.start && vpn < v.end) return v;
+    const vmas = this.vmas;
+    const h = vmas[this.vmaHint];
+    if (h !== undefined && vpn >= h.start && vpn < h.end) return h;
+    for (let i = 0; i < vmas.length; i++) {
+      const v = vmas[i];
+      if (vpn >= v.start && vpn < v.end) {
+        this.vmaHint = i;
+        return v;
+      }
+    }
     return undefined;
+  }
+
+  activate(cpu: number): void {
+    this.activeOn.add(cpu);
+    if (this.firstCpu < 0 || cpu < this.firstCpu) this.firstCpu = cpu;
+  }
+
+  deactivate(cpu: number): void {
+    this.activeOn.delete(cpu);
+    if (cpu === this.firstCpu) {
+      this.firstCpu = -1;
+      for (const c of this.activeOn) if (this.firstCpu < 0 || c < this.firstCpu) this.firstCpu = c;
+    }
   }
 }
 
@@ -192,6 +219,14 @@ const LOOKUP_MISSING = 1;
 const LOOKUP_OOM = 2;
 
 const TWO32 = 2 ** 32;
+
+/** `touchPage` outcomes. */
+export const TOUCH_OK = 0;
+export const TOUCH_SEGV = 1;
+export const TOUCH_ENOMEM = 2;
+export type TouchStatus = typeof TOUCH_OK | typeof TOUCH_SEGV | typeof TOUCH_ENOMEM;
+
+const vaOf = (vpn: number, offset: number): bigint => (BigInt(vpn) << 12n) | BigInt(offset);
 
 export class GuestOs {
   readonly layout: GuestLayout;
@@ -238,6 +273,13 @@ export class GuestOs {
   private nextPid = 1;
   private booting = true;
   private readonly dbHi: number;
+  /** Highest virtual page number: 32-bit linear addresses in 32-bit and PAE modes, 64-bit otherwise. */
+  private readonly maxVpn: number;
+  /** The value the last successful `touchPage` loaded or stored. */
+  touchValue = 0;
+  private lastSignal: Signal | null = null;
+  /** The process `proc` found last (pids are never reused). */
+  private lastProc: Process | null = null;
   private readonly dbLo: number;
   /** The last entry `read` returned, and where `lookup` stopped. */
   private elo = 0;
@@ -265,6 +307,7 @@ export class GuestOs {
     this.flushCeiling = o.flushCeiling ?? FLUSH_CEILING;
     this.ramZeroed = o.ramZeroed ?? true;
     this.dbHi = Number(l.directBase >> 32n);
+    this.maxVpn = l.levels <= 3 ? 2 ** 20 - 1 : 2 ** 52 - 1;
     this.dbLo = Number(l.directBase & 0xffffffffn);
 
     const ram = (
@@ -562,8 +605,10 @@ export class GuestOs {
   // (iii) Address spaces and context switches
 
   private proc(pid: number): Process {
+    if (pid === this.lastProc?.pid) return this.lastProc;
     const p = this.procs.get(pid);
     if (!p) throw new RangeError(`no process ${pid}`);
+    this.lastProc = p;
     return p;
   }
 
@@ -578,8 +623,7 @@ export class GuestOs {
 
   /** The vCPU the kernel runs on for work on `p`: one running it, else vCPU 0. */
   private kernelCpu(p: Process | null): number {
-    if (p) for (let i = 0; i < this.vcpus.length; i++) if (p.activeOn.has(i)) return i;
-    return 0;
+    return p !== null && p.firstCpu >= 0 ? p.firstCpu : 0;
   }
 
   /** pgd_alloc: a root with the kernel half linked in (PAE: with its three user PDs). */
@@ -630,13 +674,14 @@ export class GuestOs {
     this.freeTable(cpu, p.root, this.layout.levels);
     if (p.pcid !== 0) this.pcids[p.pcid] = 0;
     this.procs.delete(p.pid);
+    if (this.lastProc === p) this.lastProc = null;
   }
 
   /** Makes vCPU `index` run `p` (null: the kernel root, idle). */
   private load(index: number, p: Process | null): void {
     const slot = this.cpuSlots[index];
     const cpu = this.vcpus[index];
-    slot.current?.activeOn.delete(index);
+    slot.current?.deactivate(index);
     const root = p ? p.root : this.kernelRoot;
     const pcid = p ? p.pcid : 0;
     let cr3 = BigInt(root) | BigInt(pcid);
@@ -654,7 +699,7 @@ export class GuestOs {
     this.ops.newPageTable(cpu, root, cr3);
     this.stats.cr3Writes++;
     slot.current = p;
-    p?.activeOn.add(index);
+    p?.activate(index);
   }
 
   /** Runs `pid` on vCPU `cpuIndex` (a context switch: CR3 write unless already current). */
@@ -954,21 +999,62 @@ export class GuestOs {
    * the access is retried; loads are checked against the value model.
    */
   touch(pid: number, va: U64Input, kind: TouchKind = "read", value = 0, cpuIndex?: number): TouchResult {
-    const p = this.proc(pid);
     const v = toU64(va, "touch address");
     if (v % 4n !== 0n) throw new RangeError(`touch: 0x${v.toString(16)} is not 4-byte aligned`);
-    if (this.layout.levels <= 3 && v >> 32n !== 0n)
-      throw new RangeError(`touch: 0x${v.toString(16)} exceeds the 32-bit linear address space`);
-    if (!Number.isInteger(value) || value < 0 || value > 0xffffffff)
-      throw new RangeError(`touch: value ${value} is not a 32-bit unsigned integer`);
+    switch (this.touchPage(pid, Number(v >> 12n), Number(v & 0xfffn), kind, value, cpuIndex)) {
+      case TOUCH_OK:
+        return { ok: true, value: this.touchValue };
+      case TOUCH_SEGV:
+        return { ok: false, error: "SIGSEGV", signal: this.lastSignal! };
+      default:
+        return { ok: false, error: "ENOMEM" };
+    }
+  }
+
+  /**
+   * `touch` without BigInt or a result object, for simulators driving millions of
+   * accesses: the address is a virtual page number (a safe integer) and a 4-byte aligned
+   * byte offset in the page. Returns `TOUCH_OK` (a load's value is then in `touchValue`),
+   * `TOUCH_SEGV` (the signal is in `process(pid).signals`) or `TOUCH_ENOMEM`.
+   *
+   * @example
+   * ```ts
+   * const os = new GuestOs(vm);
+   * const { pid } = os.spawn() as { ok: true; pid: number };
+   * const r = os.mmap(pid, 4096, PROT_READ | PROT_WRITE) as { ok: true; va: bigint };
+   * const vpn = Number(r.va >> 12n);
+   * os.touchPage(pid, vpn, 8, "write", 42);
+   * if (os.touchPage(pid, vpn, 8, "read") === TOUCH_OK) console.log(os.touchValue); // 42
+   * ```
+   */
+  touchPage(
+    pid: number,
+    vpn: number,
+    offset: number,
+    kind: TouchKind = "read",
+    value = 0,
+    cpuIndex?: number,
+  ): TouchStatus {
+    const p = this.proc(pid);
+    if (
+      !(vpn >= 0 && vpn <= this.maxVpn && Math.floor(vpn) === vpn) ||
+      (offset & ~0xffc) !== 0 ||
+      offset !== (offset | 0)
+    )
+      throw new RangeError(
+        `touch: virtual page ${vpn} + offset ${offset} is not a 4-byte aligned ${this.layout.levels <= 3 ? "32" : "64"}-bit linear address`,
+      );
+    if (value !== value >>> 0) throw new RangeError(`touch: value ${value} is not a 32-bit unsigned integer`);
+    if (kind !== "read" && kind !== "write" && kind !== "fetch")
+      throw new RangeError(`touch: kind ${String(kind)} is not "read", "write" or "fetch"`);
     if (cpuIndex !== undefined) this.switchTo(pid, cpuIndex);
-    else if (p.activeOn.size === 0) this.switchTo(pid, 0);
-    const ci = cpuIndex ?? this.kernelCpu(p);
+    else if (p.firstCpu < 0) this.switchTo(pid, 0);
+    const ci = cpuIndex ?? p.firstCpu;
     const cpu = this.vcpus[ci];
-    const hi = Number(v >> 32n);
-    const lo = Number(v & 0xffffffffn);
-    const vpn = Number(v >> 12n);
-    const word = (lo & 0xfff) >>> 2;
+    // vpn < 2^52: the high half is vpn / 2^20; ToInt32 keeps the low 20 bits exactly.
+    const hi = (vpn / 1048576) >>> 0;
+    const lo = (((vpn & 0xfffff) << 12) | offset) >>> 0;
+    const word = offset >>> 2;
     const d = this.digestHash;
     for (let attempt = 0; attempt < 4; attempt++) {
       let got = 0;
@@ -980,56 +1066,67 @@ export class GuestOs {
       }
       if (ok) {
         const m = p.vmaAt(vpn);
-        const allowed =
-          m !== undefined &&
-          m.prot !== PROT_NONE &&
-          (kind !== "write" || (m.prot & PROT_WRITE) !== 0) &&
-          (kind !== "fetch" || !this.layout.nx || (m.prot & PROT_EXEC) !== 0);
-        if (!allowed)
+        if (
+          m === undefined ||
+          m.prot === PROT_NONE ||
+          (kind === "write" && (m.prot & PROT_WRITE) === 0) ||
+          (kind === "fetch" && this.layout.nx && (m.prot & PROT_EXEC) === 0)
+        )
           throw new GuestIntegrityError(
             pid,
-            v,
+            vaOf(vpn, offset),
             m ? `a protection fault (VMA prot ${m.prot})` : "a fault (no VMA)",
             `a completed ${kind}`,
             "an access went through a stale or wrong translation",
           );
         if (kind === "write") {
           p.model.store(vpn, word, value);
-          return { ok: true, value };
+          this.touchValue = value;
+          return TOUCH_OK;
         }
         const expected = p.model.expected(vpn, word);
-        if (got !== expected) throw new GuestIntegrityError(pid, v, expected, got, `${kind} on vCPU ${ci}`);
-        d.mix(0x10 | (kind === "fetch" ? 1 : 0));
+        if (got !== expected)
+          throw new GuestIntegrityError(pid, vaOf(vpn, offset), expected, got, `${kind} on vCPU ${ci}`);
+        // Four words: vpn bits 31:0; bit 31 (a load), bit 30 (a fetch), the word index in
+        // bits 29:20 and vpn bits 51:32 in bits 19:0; the pid; the value.
+        d.mix(vpn | 0);
+        d.mix((vpn / 4294967296) | (word << 20) | (kind === "fetch" ? 0xc0000000 : 0x80000000));
         d.mix(pid);
-        d.mixNumber(vpn);
-        d.mix(word);
         d.mix(got);
-        return { ok: true, value: got };
+        this.touchValue = got;
+        return TOUCH_OK;
       }
       const f = cpu.fault;
       this.stats.pageFaults++;
       const r = f.vector === 14 ? this.pageFault(ci, p, vpn, kind) : "segv";
       if (r === "segv") {
-        const s: Signal = { signal: "SIGSEGV", va: v, kind, errorCode: f.errorCode, vector: f.vector };
+        const s: Signal = {
+          signal: "SIGSEGV",
+          va: vaOf(vpn, offset),
+          kind,
+          errorCode: f.errorCode,
+          vector: f.vector,
+        };
         p.signals.push(s);
+        this.lastSignal = s;
         this.stats.segv++;
         d.mix(0x20);
         d.mix(pid);
         d.mixNumber(vpn);
         d.mix(f.errorCode);
-        return { ok: false, error: "SIGSEGV", signal: s };
+        return TOUCH_SEGV;
       }
       if (r === "oom") {
         this.stats.oom++;
         d.mix(0x30);
         d.mix(pid);
         d.mixNumber(vpn);
-        return { ok: false, error: "ENOMEM" };
+        return TOUCH_ENOMEM;
       }
     }
     throw new GuestIntegrityError(
       pid,
-      v,
+      vaOf(vpn, offset),
       "the access to complete",
       "repeated page faults",
       "the MMU ignores new entries",

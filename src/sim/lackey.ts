@@ -23,7 +23,7 @@
 
 import { closeSync, openSync, readSync } from "node:fs";
 import { basename } from "node:path";
-import { PROT_EXEC, PROT_READ, PROT_WRITE, type TouchKind } from "../guest/os.js";
+import { PROT_EXEC, PROT_READ, PROT_WRITE } from "../guest/os.js";
 import type { Program, ProgramEnv, SimOp } from "./program.js";
 
 export const TRACE_INSTR = 0;
@@ -328,7 +328,10 @@ export interface TraceProgramOptions {
   quantum?: number;
 }
 
-const KINDS: readonly (readonly TouchKind[])[] = [["fetch"], ["read"], ["write"], ["read", "write"]];
+/** Touch kind codes (TOUCH_KINDS) per trace kind: I fetch, L read, S write, M read then write. */
+const KINDS: readonly (readonly number[])[] = [[2], [0], [1], [0, 1]];
+/** Accesses per `touches` batch. */
+const BATCH = 4096;
 const RWX = PROT_READ | PROT_WRITE | PROT_EXEC;
 
 /**
@@ -336,7 +339,8 @@ const RWX = PROT_READ | PROT_WRITE | PROT_EXEC;
  * execute, demand-paged: the guest's #PF handler fills each page on first touch), then the
  * traces run round-robin, `quantum` accesses at a time, each switch a context switch. An
  * access becomes one 32-bit touch per page it covers (at its first aligned word in that
- * page): one TLB lookup per page, as the hardware makes; `M` is a load then a store.
+ * page): one TLB lookup per page, as the hardware makes; `M` is a load then a store. The
+ * touches come in `touches` batches of up to 4096 (one buffer, refilled).
  */
 export function traceProgram(traces: readonly LackeyTrace[], o: TraceProgramOptions = {}): Program {
   const quantum = o.quantum ?? 10_000;
@@ -374,6 +378,9 @@ export function traceProgram(traces: readonly LackeyTrace[], o: TraceProgramOpti
         }
       }
       const next = traces.map(() => 0);
+      const region = new Int32Array(BATCH);
+      const offset = new Float64Array(BATCH);
+      const kind = new Uint8Array(BATCH);
       for (let live = traces.length; live > 0; ) {
         for (let t = 0; t < traces.length; t++) {
           const a = traces[t].accesses;
@@ -381,16 +388,27 @@ export function traceProgram(traces: readonly LackeyTrace[], o: TraceProgramOpti
           if (traces.length > 1) yield { op: "switch", proc: t, cpu: 0 };
           const regions = ls[t].regions;
           const stop = Math.min(a.count, next[t] + quantum);
+          let count = 0;
           for (let i = next[t]; i < stop; i++) {
             const start = a.address[i];
             const end = start + a.size[i];
             for (let at = start; at < end; at = (Math.floor(at / 4096) + 1) * 4096) {
               const vpn = Math.floor(at / 4096);
-              const region = findRegion(regions, vpn);
-              const offset = (vpn - regions[region].firstVpn) * 4096 + ((at % 4096) & ~3);
-              for (const kind of KINDS[a.kind[i]]) yield { op: "touch", proc: t, region, offset, kind };
+              const r = findRegion(regions, vpn);
+              const off = (vpn - regions[r].firstVpn) * 4096 + ((at % 4096) & ~3);
+              for (const k of KINDS[a.kind[i]]) {
+                if (count === BATCH) {
+                  yield { op: "touches", proc: t, region, offset, kind, count };
+                  count = 0;
+                }
+                region[count] = r;
+                offset[count] = off;
+                kind[count] = k;
+                count++;
+              }
             }
           }
+          if (count > 0) yield { op: "touches", proc: t, region, offset, kind, count };
           next[t] = stop;
           if (stop === a.count) {
             yield { op: "exit", proc: t };

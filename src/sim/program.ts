@@ -19,6 +19,9 @@ export const REGION_DATA = -2;
 /** 32 pages, read/write, below the stack top. */
 export const REGION_STACK = -3;
 
+/** Kind codes of the `touches` operation: 0 read, 1 write, 2 fetch. */
+export const TOUCH_KINDS: readonly TouchKind[] = ["read", "write", "fetch"];
+
 /** One guest operation. `cpu` defaults to 0 where it appears. */
 export type SimOp =
   /** A new process with the standard layout (text, data, stack). */
@@ -48,6 +51,24 @@ export type SimOp =
       value?: number;
       cpu?: number;
     }
+  /**
+   * A run of `count` touches of one process in struct-of-arrays form, for traces and tight
+   * loops: access i is a `TOUCH_KINDS[kind[i]]` at byte `offset[i]` of region `region` (or
+   * `region[i]`). Exactly the same as `count` consecutive `touch` operations (it counts as
+   * `count` operations, and a write stores the number a `touch` at that position would), at
+   * a fraction of the cost. The runner reads the arrays before it asks for the next
+   * operation, so a program may refill and yield the same arrays again.
+   */
+  | {
+      op: "touches";
+      proc: number;
+      region: number | ArrayLike<number>;
+      offset: ArrayLike<number>;
+      kind: ArrayLike<number>;
+      /** Accesses (default `offset.length`). */
+      count?: number;
+      cpu?: number;
+    }
   /** Context switch: vCPU `cpu` runs `proc`. */
   | { op: "switch"; proc: number; cpu: number }
   /** A kswapd-style accessed-bit scan of the process. */
@@ -72,4 +93,30 @@ export interface Program {
   readonly opCount?: number;
   /** A fresh iterator over the operations; deterministic. */
   ops(env: ProgramEnv): Iterable<SimOp>;
+}
+
+/**
+ * The operations of a stream with every `touches` batch expanded into its `touch`
+ * operations (the same run: a batch is defined as its expansion). For inspecting a
+ * program's accesses one by one. A kind code other than 0, 1, 2 expands to an undefined
+ * kind, which the runner refuses as it refuses the batch.
+ */
+export function* expandTouches(ops: Iterable<SimOp>): Generator<SimOp> {
+  for (const op of ops) {
+    if (op.op !== "touches") {
+      yield op;
+      continue;
+    }
+    const count = op.count ?? op.offset.length;
+    for (let i = 0; i < count; i++) {
+      yield {
+        op: "touch",
+        proc: op.proc,
+        region: typeof op.region === "number" ? op.region : op.region[i],
+        offset: op.offset[i],
+        kind: TOUCH_KINDS[op.kind[i]],
+        ...(op.cpu === undefined ? {} : { cpu: op.cpu }),
+      };
+    }
+  }
 }

@@ -22,7 +22,7 @@ import { DEFAULT_CPU_MODEL } from "../arch/cpu.js";
 import type { GuestPagingMode } from "../guest/layout.js";
 import { LguestPagingOps } from "../guest/lguest-ops.js";
 import { GuestIntegrityError } from "../guest/model.js";
-import { GuestOs, type GuestStats } from "../guest/os.js";
+import { GuestOs, type GuestStats, type TouchKind } from "../guest/os.js";
 import {
   DEFAULT_TLB_PRESET,
   formatTlbSpec,
@@ -35,7 +35,7 @@ import { GuestStoppedError, type ShadowMmuOptions } from "../mmu/shadow/shadow-m
 import type { ExitCounts } from "../vm/vcpu.js";
 import { Vm } from "../vm/vm.js";
 import { type CostModel, type CycleBreakdown, cyclesOf, DEFAULT_COSTS, type ExitCosts } from "./cost.js";
-import { type Program, REGION_DATA, REGION_STACK, REGION_TEXT, type SimOp } from "./program.js";
+import { type Program, REGION_DATA, REGION_STACK, REGION_TEXT, type SimOp, TOUCH_KINDS } from "./program.js";
 
 // ---------------------------------------------------------------------------------------
 // (i) MMU configurations
@@ -241,9 +241,18 @@ function prefixed(s: Snapshot, prefix: string, nonZero = false): Record<string, 
 
 interface Bound {
   pid: number;
-  /** Region handle → base address and pages. */
-  regions: Map<number, { base: bigint; pages: number }>;
+  /** Region handle → where it is. */
+  regions: Map<number, Region>;
 }
+
+interface Region {
+  base: bigint;
+  /** `base` as a virtual page number (touches avoid BigInt). */
+  vpn: number;
+  pages: number;
+}
+
+const regionAt = (base: bigint, pages: number): Region => ({ base, vpn: Number(base >> 12n), pages });
 
 /** Runs `program` under one configuration on a fresh VM and guest. */
 export function runProgram(program: Program, config: RunConfig, o: RunOptions = {}): RunResult {
@@ -289,10 +298,10 @@ export function runProgram(program: Program, config: RunConfig, o: RunOptions = 
     ops: mmu === "shadow-pv" ? (layout) => new LguestPagingOps(layout) : undefined,
   });
   const l = os.layout;
-  const standard = new Map<number, { base: bigint; pages: number }>([
-    [REGION_TEXT, { base: BigInt(l.textVpn) << 12n, pages: 16 }],
-    [REGION_DATA, { base: BigInt(l.textVpn + 16) << 12n, pages: 16 }],
-    [REGION_STACK, { base: BigInt(l.stackTopVpn - 31) << 12n, pages: 32 }],
+  const standard = new Map<number, Region>([
+    [REGION_TEXT, regionAt(BigInt(l.textVpn) << 12n, 16)],
+    [REGION_DATA, regionAt(BigInt(l.textVpn + 16) << 12n, 16)],
+    [REGION_STACK, regionAt(BigInt(l.stackTopVpn - 31) << 12n, 32)],
   ]);
   const procs = new Map<number, Bound>();
   const proc = (h: number, op: number): Bound => {
@@ -326,6 +335,13 @@ export function runProgram(program: Program, config: RunConfig, o: RunOptions = 
   let peakTables = vm.hostMmu.tableFrames;
   let userAccesses = 0;
   let n = 0;
+  // The binding of the last touch's (process, region) handles (see `touch`).
+  let lastProcHandle = Number.NaN;
+  let lastRegionHandle = Number.NaN;
+  let lastPid = 0;
+  let lastRegion: Region | undefined;
+  /** The access of a `touches` batch being run. */
+  let batchIndex = 0;
   const env = { layout: l };
   for (const op of program.ops(env)) {
     try {
@@ -333,10 +349,27 @@ export function runProgram(program: Program, config: RunConfig, o: RunOptions = 
     } catch (e) {
       if (e instanceof GuestIntegrityError || e instanceof GuestStoppedError)
         throw new SimulationError(
-          `${program.name} under ${mmu}: operation ${n} (${JSON.stringify(op)}): ${e.message}`,
+          `${program.name} under ${mmu}: operation ${n} (${describe(op)}): ${e.message}`,
         );
       throw e;
     }
+    // A batch did its own bookkeeping, one operation per access.
+    if (op.op !== "touches") afterOp();
+  }
+  peakTables = Math.max(peakTables, vm.hostMmu.tableFrames);
+  if (checkEvery > 0) audit("at the end");
+  o.onProgress?.(n);
+
+  /** An operation for an error message (a batch as the access that failed). */
+  function describe(op: SimOp): string {
+    if (op.op !== "touches") return JSON.stringify(op);
+    const i = batchIndex;
+    const region = typeof op.region === "number" ? op.region : op.region[i];
+    return `touches access ${i}: proc ${op.proc}, region ${region}, offset ${op.offset[i]}, kind ${TOUCH_KINDS[op.kind[i]]}`;
+  }
+
+  /** Bookkeeping after every operation (and after every access of a batch but its last). */
+  function afterOp(): void {
     n++;
     if ((n & 255) === 0) {
       const t = vm.hostMmu.tableFrames;
@@ -345,27 +378,70 @@ export function runProgram(program: Program, config: RunConfig, o: RunOptions = 
     }
     if (checkEvery > 0 && n % checkEvery === 0) audit(`after operation ${n}`);
   }
-  peakTables = Math.max(peakTables, vm.hostMmu.tableFrames);
-  if (checkEvery > 0) audit("at the end");
-  o.onProgress?.(n);
+
+  function touch(
+    procHandle: number,
+    regionHandle: number,
+    offset: number,
+    kind: TouchKind,
+    value: number | undefined,
+    cpu: number | undefined,
+  ): void {
+    // Programs touch the same region many times in a row: the binding of the last
+    // (process, region) pair is kept until an operation that may change it.
+    if (procHandle !== lastProcHandle || regionHandle !== lastRegionHandle) {
+      const b = proc(procHandle, n);
+      lastRegion = region(b, regionHandle, n);
+      lastPid = b.pid;
+      lastProcHandle = procHandle;
+      lastRegionHandle = regionHandle;
+    }
+    const r = lastRegion!;
+    if (!(offset >= 0 && offset < r.pages * 4096) || (offset & 3) !== 0 || Math.floor(offset) !== offset)
+      throw new SimulationError(
+        `${program.name}: operation ${n}: offset ${offset} is not an aligned word of region ${regionHandle}`,
+      );
+    if (kind === "write") value ??= Math.imul(n + 1, 0x9e3779b1) >>> 0;
+    else value = 0;
+    os.touchPage(lastPid, r.vpn + Math.floor(offset / 4096), offset & 0xfff, kind, value, cpu);
+    userAccesses++;
+  }
 
   function step(op: SimOp): void {
+    if (op.op !== "touch" && op.op !== "touches") lastProcHandle = Number.NaN;
     switch (op.op) {
-      case "touch": {
-        const b = proc(op.proc, n);
-        const r = region(b, op.region, n);
-        if (
-          !Number.isInteger(op.offset) ||
-          op.offset < 0 ||
-          op.offset >= r.pages * 4096 ||
-          op.offset % 4 !== 0
-        )
+      case "touch":
+        touch(op.proc, op.region, op.offset, op.kind, op.value, op.cpu);
+        return;
+      case "touches": {
+        const count = op.count ?? op.offset.length;
+        if (!Number.isSafeInteger(count) || count < 0 || count > op.offset.length || count > op.kind.length)
           throw new SimulationError(
-            `${program.name}: operation ${n}: offset ${op.offset} is not an aligned word of region ${op.region}`,
+            `${program.name}: operation ${n}: a touches batch of ${count} accesses has ${op.offset.length} offsets and ${op.kind.length} kinds`,
           );
-        const value = op.value ?? Math.imul(n + 1, 0x9e3779b1) >>> 0;
-        os.touch(b.pid, r.base + BigInt(op.offset), op.kind, op.kind === "write" ? value : 0, op.cpu);
-        userAccesses++;
+        const regions = typeof op.region === "number" ? null : op.region;
+        if (regions !== null && regions.length < count)
+          throw new SimulationError(
+            `${program.name}: operation ${n}: a touches batch of ${count} accesses has ${regions.length} regions`,
+          );
+        // Each access is one operation: n and the per-operation bookkeeping advance per access.
+        for (let i = 0; i < count; i++) {
+          batchIndex = i;
+          const kind = TOUCH_KINDS[op.kind[i]];
+          if (kind === undefined)
+            throw new SimulationError(
+              `${program.name}: operation ${n}: touch kind ${op.kind[i]} is not 0, 1 or 2`,
+            );
+          touch(
+            op.proc,
+            regions === null ? (op.region as number) : regions[i],
+            op.offset[i],
+            kind,
+            undefined,
+            op.cpu,
+          );
+          afterOp();
+        }
         return;
       }
       case "spawn":
@@ -395,7 +471,7 @@ export function runProgram(program: Program, config: RunConfig, o: RunOptions = 
         const r = os.mmap(b.pid, op.pages * 4096, op.prot, { huge: op.huge, at });
         if (!r.ok)
           throw new SimulationError(`${program.name}: operation ${n} (mmap): no room in the address space`);
-        b.regions.set(op.region, { base: r.va, pages: op.pages });
+        b.regions.set(op.region, regionAt(r.va, op.pages));
         return;
       }
       case "munmap": {

@@ -7,7 +7,15 @@
 
 import { describe, expect, it } from "vitest";
 import { GuestIntegrityError } from "../../src/guest/model.js";
-import { PROT_EXEC, PROT_NONE, PROT_READ, PROT_WRITE } from "../../src/guest/os.js";
+import {
+  PROT_EXEC,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+  TOUCH_ENOMEM,
+  TOUCH_OK,
+  TOUCH_SEGV,
+} from "../../src/guest/os.js";
 import { addr, bootGuest, EPT, expectBalanced, expectSound, MODES, NPT, pid } from "./helpers.js";
 
 const RW = PROT_READ | PROT_WRITE;
@@ -212,6 +220,46 @@ describe("aging, out of memory, odd requests", () => {
     expect(os.touch(p, 0xffff_8880_0000_1000n, "read")).toMatchObject({ ok: false, signal: { vector: 14 } });
     expect(os.touch(p, 0x8000_0000_0000n, "read")).toMatchObject({ ok: false, signal: { vector: 13 } });
     expect(() => bootGuest("32bit", { pcid: true })).toThrow(/PCID/);
+  });
+
+  it("touchPage: the same accesses as touch, without BigInt, and the same checks", () => {
+    for (const mode of ["32bit", "4level"] as const) {
+      const a = bootGuest(mode);
+      const b = bootGuest(mode);
+      const pa = pid(a.os.spawn());
+      const pb = pid(b.os.spawn());
+      const va = addr(a.os.mmap(pa, 4 * 4096, RW));
+      expect(addr(b.os.mmap(pb, 4 * 4096, RW))).toBe(va);
+      const vpn = Number(va >> 12n);
+      for (let k = 0; k < 4; k++) {
+        const off = (k * 1028) & 0xffc;
+        expect(a.os.touch(pa, va + BigInt(k * 4096 + off), "write", k + 7)).toEqual({
+          ok: true,
+          value: k + 7,
+        });
+        expect(b.os.touchPage(pb, vpn + k, off, "write", k + 7)).toBe(TOUCH_OK);
+        expect(a.os.touch(pa, va + BigInt(k * 4096 + off), "read")).toEqual({ ok: true, value: k + 7 });
+        expect(b.os.touchPage(pb, vpn + k, off, "read")).toBe(TOUCH_OK);
+        expect(b.os.touchValue).toBe(k + 7);
+      }
+      // Past the mapping: SIGSEGV, recorded as touch records it.
+      expect(a.os.touch(pa, va + 4n * 4096n, "read")).toMatchObject({ ok: false, error: "SIGSEGV" });
+      expect(b.os.touchPage(pb, vpn + 4, 0, "read")).toBe(TOUCH_SEGV);
+      expect(b.os.process(pb).signals).toEqual(a.os.process(pa).signals);
+      expect(b.os.digest()).toBe(a.os.digest());
+      expect(b.os.stats).toEqual(a.os.stats);
+      expect(() => b.os.touchPage(pb, vpn, 2)).toThrow(/4-byte aligned/);
+      expect(() => b.os.touchPage(pb, vpn, 4096)).toThrow(/4-byte aligned/);
+      expect(() => b.os.touchPage(pb, vpn + 0.5, 0)).toThrow(/4-byte aligned/);
+      expect(() => b.os.touchPage(pb, -1, 0)).toThrow(/4-byte aligned/);
+      expect(() => b.os.touchPage(pb, vpn, 0, "write", 2 ** 32)).toThrow(/32-bit unsigned/);
+      expect(() => b.os.touchPage(pb, vpn, 0, "write", -1)).toThrow(/32-bit unsigned/);
+      if (mode === "32bit") {
+        expect(() => b.os.touchPage(pb, 2 ** 20, 0)).toThrow(/32-bit linear/);
+        expect(() => a.os.touch(pa, 1n << 32n)).toThrow(/32-bit linear/);
+      } else expect(() => b.os.touchPage(pb, 2 ** 52, 0)).toThrow(/64-bit linear/);
+      expect(TOUCH_ENOMEM).not.toBe(TOUCH_OK);
+    }
   });
 
   it("brk grows and shrinks the heap", () => {

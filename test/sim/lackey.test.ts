@@ -17,7 +17,7 @@ import {
   tracePages,
   traceProgram,
 } from "../../src/sim/lackey.js";
-import type { SimOp } from "../../src/sim/program.js";
+import { expandTouches, type SimOp } from "../../src/sim/program.js";
 import { simulate } from "../../src/sim/runner.js";
 
 const FIXTURE = new URL("../fixtures/lackey/true.lackey", import.meta.url);
@@ -144,7 +144,7 @@ describe("trace layout and replay", () => {
     const t = parseLackey(" L 400ffe,4\n S 401000,4\n M 7fff000,8\n");
     expect(tracePages(t)).toEqual([0x400, 0x401, 0x7fff]);
     const p = traceProgram([t]);
-    const ops = [...p.ops({ layout: l4 })];
+    const ops = [...expandTouches(p.ops({ layout: l4 }))];
     const touches = ops.filter((o): o is Extract<SimOp, { op: "touch" }> => o.op === "touch");
     expect(touches.map((o) => [o.region, o.offset, o.kind])).toEqual([
       [0, 0xffc, "read"],
@@ -180,7 +180,7 @@ describe("trace layout and replay", () => {
   it("runs several traces as processes with a quantum, switching between them", () => {
     const a = parseLackey(" L 1000,4\n L 1004,4\n L 1008,4\n", "a");
     const b = parseLackey(" S 2000,4\n S 2004,4\n", "b");
-    const ops = [...traceProgram([a, b], { quantum: 2 }).ops({ layout: l4 })];
+    const ops = [...expandTouches(traceProgram([a, b], { quantum: 2 }).ops({ layout: l4 }))];
     const seq = ops.map((o) =>
       o.op === "touch" ? `${o.proc}${o.kind[0]}` : `${o.op}${"proc" in o ? o.proc : ""}`,
     );

@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
+import { guestLayout } from "../../src/guest/layout.js";
 import { PROT_READ, PROT_WRITE } from "../../src/guest/os.js";
 import { cyclesOf, DEFAULT_COSTS } from "../../src/sim/cost.js";
-import type { Program, SimOp } from "../../src/sim/program.js";
+import { parseLackey, readLackeyFile, traceProgram } from "../../src/sim/lackey.js";
+import { expandTouches, type Program, type SimOp } from "../../src/sim/program.js";
 import {
   ALL_MMUS,
   nativeFrom,
@@ -130,6 +132,58 @@ describe("runProgram", () => {
     expect(() => runProgram(bad, { mmu: "tdp" })).toThrow(SimulationError);
     expect(() => runProgram(bad, { mmu: "tdp" })).toThrow("operation 1 names region handle 3");
     expect(() => runProgram(bad, { mmu: "ept" as "tdp" })).toThrow('unknown MMU "ept"');
+  });
+
+  it("a touches batch is its expansion: identical results, checks and progress", () => {
+    const fixture = readLackeyFile(new URL("../fixtures/lackey/true.lackey", import.meta.url).pathname);
+    // 6,000 loads over 40 pages: more than one 4096-access batch in a quantum.
+    const lines = Array.from(
+      { length: 6000 },
+      (_, i) => ` L ${(0x500000 + ((i * 7919) % (40 * 4096))).toString(16)},4`,
+    );
+    const big = parseLackey(`${lines.join("\n")}\n`, "big");
+    const trace = traceProgram([fixture, big], { quantum: 5000 });
+    const expanded = (p: Program): Program => ({ ...p, ops: (env) => expandTouches(p.ops(env)) });
+    const sizes = [...trace.ops({ layout: guestLayout("4level") })].flatMap((o) =>
+      o.op === "touches" ? [o.count ?? o.offset.length] : [],
+    );
+    expect(sizes).toContain(4096);
+    for (const mmu of ["tdp", "shadow"] as const) {
+      const progress: number[][] = [[], []];
+      const [a, b] = [trace, expanded(trace)].map((p, i) =>
+        runProgram(p, { mmu, checkEvery: 997 }, { onProgress: (n) => progress[i].push(n) }),
+      );
+      expect(a.userAccesses).toBeGreaterThan(9000);
+      expect(a).toEqual(b);
+      expect(a.checks).toBeGreaterThan(1);
+      expect(progress[0]).toEqual(progress[1]);
+    }
+  });
+
+  it("refuses malformed touches batches, naming the access", () => {
+    const batch = (op: Partial<Extract<SimOp, { op: "touches" }>>): Program => ({
+      name: "batch",
+      cpus: 1,
+      ramPages: 4096,
+      *ops(): Generator<SimOp> {
+        yield { op: "spawn", proc: 0 };
+        yield { op: "mmap", proc: 0, region: 0, pages: 2, prot: PROT_READ | PROT_WRITE };
+        yield { op: "touches", proc: 0, region: 0, offset: [0, 4, 8], kind: [0, 1, 0], ...op };
+      },
+    });
+    const run = (op: Partial<Extract<SimOp, { op: "touches" }>>) => () =>
+      runProgram(batch(op), { mmu: "tdp" });
+    expect(run({})).not.toThrow();
+    expect(run({ kind: [0, 3, 0] })).toThrow("operation 3: touch kind 3 is not 0, 1 or 2");
+    expect(run({ count: 4 })).toThrow("a touches batch of 4 accesses has 3 offsets and 3 kinds");
+    expect(run({ region: [0, 0] })).toThrow("has 2 regions");
+    expect(run({ offset: [0, 8192, 8] })).toThrow(
+      "operation 3: offset 8192 is not an aligned word of region 0",
+    );
+    expect(run({ offset: [0, 6, 8] })).toThrow("offset 6 is not an aligned word");
+    expect(run({ region: [0, 0, 5] })).toThrow("operation 4 names region handle 5");
+    expect(runProgram(batch({ count: 0 }), { mmu: "tdp" }).ops).toBe(2);
+    expect(runProgram(batch({}), { mmu: "tdp" }).ops).toBe(5);
   });
 
   it("parses MMU lists", () => {
