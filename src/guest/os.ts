@@ -1039,63 +1039,87 @@ export class GuestOs {
     if (
       !(vpn >= 0 && vpn <= this.maxVpn && Math.floor(vpn) === vpn) ||
       (offset & ~0xffc) !== 0 ||
-      offset !== (offset | 0)
+      offset !== (offset | 0) ||
+      value !== value >>> 0 ||
+      (kind !== "read" && kind !== "write" && kind !== "fetch")
     )
-      throw new RangeError(
-        `touch: virtual page ${vpn} + offset ${offset} is not a 4-byte aligned ${this.layout.levels <= 3 ? "32" : "64"}-bit linear address`,
-      );
-    if (value !== value >>> 0) throw new RangeError(`touch: value ${value} is not a 32-bit unsigned integer`);
-    if (kind !== "read" && kind !== "write" && kind !== "fetch")
-      throw new RangeError(`touch: kind ${String(kind)} is not "read", "write" or "fetch"`);
-    if (cpuIndex !== undefined) this.switchTo(pid, cpuIndex);
-    else if (p.firstCpu < 0) this.switchTo(pid, 0);
+      throw this.badTouch(vpn, offset, kind, value);
+    if (cpuIndex !== undefined || p.firstCpu < 0) this.switchTo(pid, cpuIndex ?? 0);
     const ci = cpuIndex ?? p.firstCpu;
     const cpu = this.vcpus[ci];
     // vpn < 2^52: the high half is vpn / 2^20; ToInt32 keeps the low 20 bits exactly.
     const hi = (vpn / 1048576) >>> 0;
     const lo = (((vpn & 0xfffff) << 12) | offset) >>> 0;
+    // The first attempt is the whole access for a TLB hit; faults go to touchFaulted. This
+    // function stays small so that V8 inlines the vCPU's hit path into it.
+    if (kind === "write") {
+      if (!cpu.write32(hi, lo, USER_WRITE, value)) return this.touchFaulted(p, ci, vpn, offset, kind, value);
+      return this.touchDone(p, ci, vpn, offset, kind, value);
+    }
+    const got = cpu.read32(hi, lo, kind === "read" ? USER_READ : USER_FETCH) >>> 0;
+    if (cpu.status !== ACCESS_OK) return this.touchFaulted(p, ci, vpn, offset, kind, value);
+    return this.touchDone(p, ci, vpn, offset, kind, got);
+  }
+
+  /**
+   * A completed touch: the VMA must allow it (else the MMU used a stale or wrong
+   * translation); a store goes into the value model, a load is checked against it.
+   */
+  private touchDone(
+    p: Process,
+    ci: number,
+    vpn: number,
+    offset: number,
+    kind: TouchKind,
+    value: number,
+  ): TouchStatus {
+    const m = p.vmaAt(vpn);
+    if (
+      m === undefined ||
+      m.prot === PROT_NONE ||
+      (kind === "write" && (m.prot & PROT_WRITE) === 0) ||
+      (kind === "fetch" && this.layout.nx && (m.prot & PROT_EXEC) === 0)
+    )
+      throw new GuestIntegrityError(
+        p.pid,
+        vaOf(vpn, offset),
+        m ? `a protection fault (VMA prot ${m.prot})` : "a fault (no VMA)",
+        `a completed ${kind}`,
+        "an access went through a stale or wrong translation",
+      );
     const word = offset >>> 2;
+    this.touchValue = value;
+    if (kind === "write") {
+      p.model.store(vpn, word, value);
+      return TOUCH_OK;
+    }
+    const expected = p.model.expected(vpn, word);
+    if (value !== expected)
+      throw new GuestIntegrityError(p.pid, vaOf(vpn, offset), expected, value, `${kind} on vCPU ${ci}`);
+    // Four words: vpn bits 31:0; bit 31 (a load), bit 30 (a fetch), the word index in bits
+    // 29:20 and vpn bits 51:32 in bits 19:0; the pid; the value.
     const d = this.digestHash;
-    for (let attempt = 0; attempt < 4; attempt++) {
-      let got = 0;
-      let ok: boolean;
-      if (kind === "write") ok = cpu.write32(hi, lo, USER_WRITE, value);
-      else {
-        got = cpu.read32(hi, lo, kind === "read" ? USER_READ : USER_FETCH) >>> 0;
-        ok = cpu.status === ACCESS_OK;
-      }
-      if (ok) {
-        const m = p.vmaAt(vpn);
-        if (
-          m === undefined ||
-          m.prot === PROT_NONE ||
-          (kind === "write" && (m.prot & PROT_WRITE) === 0) ||
-          (kind === "fetch" && this.layout.nx && (m.prot & PROT_EXEC) === 0)
-        )
-          throw new GuestIntegrityError(
-            pid,
-            vaOf(vpn, offset),
-            m ? `a protection fault (VMA prot ${m.prot})` : "a fault (no VMA)",
-            `a completed ${kind}`,
-            "an access went through a stale or wrong translation",
-          );
-        if (kind === "write") {
-          p.model.store(vpn, word, value);
-          this.touchValue = value;
-          return TOUCH_OK;
-        }
-        const expected = p.model.expected(vpn, word);
-        if (got !== expected)
-          throw new GuestIntegrityError(pid, vaOf(vpn, offset), expected, got, `${kind} on vCPU ${ci}`);
-        // Four words: vpn bits 31:0; bit 31 (a load), bit 30 (a fetch), the word index in
-        // bits 29:20 and vpn bits 51:32 in bits 19:0; the pid; the value.
-        d.mix(vpn | 0);
-        d.mix((vpn / 4294967296) | (word << 20) | (kind === "fetch" ? 0xc0000000 : 0x80000000));
-        d.mix(pid);
-        d.mix(got);
-        this.touchValue = got;
-        return TOUCH_OK;
-      }
+    d.mix(vpn | 0);
+    d.mix((vpn / 4294967296) | (word << 20) | (kind === "fetch" ? 0xc0000000 : 0x80000000));
+    d.mix(p.pid);
+    d.mix(value);
+    return TOUCH_OK;
+  }
+
+  /** A touch whose access faulted: the guest's fault handling, then up to three retries. */
+  private touchFaulted(
+    p: Process,
+    ci: number,
+    vpn: number,
+    offset: number,
+    kind: TouchKind,
+    value: number,
+  ): TouchStatus {
+    const cpu = this.vcpus[ci];
+    const d = this.digestHash;
+    const hi = (vpn / 1048576) >>> 0;
+    const lo = (((vpn & 0xfffff) << 12) | offset) >>> 0;
+    for (let attempt = 1; attempt < 4; attempt++) {
       const f = cpu.fault;
       this.stats.pageFaults++;
       const r = f.vector === 14 ? this.pageFault(ci, p, vpn, kind) : "segv";
@@ -1111,7 +1135,7 @@ export class GuestOs {
         this.lastSignal = s;
         this.stats.segv++;
         d.mix(0x20);
-        d.mix(pid);
+        d.mix(p.pid);
         d.mixNumber(vpn);
         d.mix(f.errorCode);
         return TOUCH_SEGV;
@@ -1119,17 +1143,33 @@ export class GuestOs {
       if (r === "oom") {
         this.stats.oom++;
         d.mix(0x30);
-        d.mix(pid);
+        d.mix(p.pid);
         d.mixNumber(vpn);
         return TOUCH_ENOMEM;
       }
+      if (kind === "write") {
+        if (cpu.write32(hi, lo, USER_WRITE, value)) return this.touchDone(p, ci, vpn, offset, kind, value);
+      } else {
+        const got = cpu.read32(hi, lo, kind === "read" ? USER_READ : USER_FETCH) >>> 0;
+        if (cpu.status === ACCESS_OK) return this.touchDone(p, ci, vpn, offset, kind, got);
+      }
     }
     throw new GuestIntegrityError(
-      pid,
+      p.pid,
       vaOf(vpn, offset),
       "the access to complete",
       "repeated page faults",
       "the MMU ignores new entries",
+    );
+  }
+
+  private badTouch(vpn: number, offset: number, kind: unknown, value: number): RangeError {
+    if (value !== value >>> 0)
+      return new RangeError(`touch: value ${value} is not a 32-bit unsigned integer`);
+    if (kind !== "read" && kind !== "write" && kind !== "fetch")
+      return new RangeError(`touch: kind ${String(kind)} is not "read", "write" or "fetch"`);
+    return new RangeError(
+      `touch: virtual page ${vpn} + offset ${offset} is not a 4-byte aligned ${this.layout.levels <= 3 ? "32" : "64"}-bit linear address`,
     );
   }
 

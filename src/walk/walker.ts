@@ -36,6 +36,7 @@ import {
 import { FORMAT_EPT, FORMAT_X86, type PagingFormat } from "../arch/format.js";
 import { PFEC_P, PFEC_PK, PFEC_RSVD, PFEC_U, PFEC_W } from "../arch/x86.js";
 import { CMPXCHG_CHANGED, type FrameSource } from "../mem/frame-source.js";
+import { type SpecializedTranslate, specializeX86 } from "./specialize.js";
 import {
   FAULT_EPT_MISCONFIG,
   FAULT_EPT_VIOLATION,
@@ -66,6 +67,14 @@ export interface WalkerConfig {
   pkrs: number;
   /** CR0.WP: decides whether a key's write-disable binds supervisor writes. */
   wp: boolean;
+  /**
+   * Which fast path plain successful walks take (the results are the same; this is for
+   * differential tests and for hosts that forbid code generation): "specialized" (the
+   * default: compiled for the format, specialize.ts, falling back to "generic" where `new
+   * Function` is unavailable), "generic" (`translateFast`, `translateFastEpt`), or "off"
+   * (`translateGeneral` only).
+   */
+  fastPath?: "specialized" | "generic" | "off";
 }
 
 const MAX_RETRIES = 16;
@@ -168,6 +177,8 @@ export class GuestWalker {
   /** See `fastEligible` and `fastEptEligible`. */
   private readonly fast: boolean;
   private readonly fastEpt: boolean;
+  /** `translateFast` compiled for this format (specialize.ts), or null: the generic one runs. */
+  private readonly fastSpecialized: SpecializedTranslate | null;
   /** The format's reserved-bit masks for `translateFast`: [level * 4 + (leaf ? 2 : 0)] low, [+ 1] high. */
   private readonly rsvd = new Int32Array(24);
 
@@ -181,8 +192,10 @@ export class GuestWalker {
     this.pkru = config.pkru >>> 0;
     this.pkrs = config.pkrs >>> 0;
     this.wp = config.wp;
-    this.fast = fastEligible(memory, config.format, config);
-    this.fastEpt = fastEptEligible(memory, config.format);
+    const fastPath = config.fastPath ?? "specialized";
+    this.fast = fastPath !== "off" && fastEligible(memory, config.format, config);
+    this.fastEpt = fastPath !== "off" && fastEptEligible(memory, config.format);
+    this.fastSpecialized = this.fast && fastPath === "specialized" ? specializeX86(config.format) : null;
     for (let k = 0; k < 12; k++) {
       this.rsvd[k * 2] = config.format.rsvdLo[k];
       this.rsvd[k * 2 + 1] = config.format.rsvdHi[k];
@@ -196,9 +209,12 @@ export class GuestWalker {
   walk(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
     let attempt = 0;
     if ((this.fast || this.fastEpt) && this.psc === null) {
-      const r = this.fast
-        ? this.translateFast(vaHi, vaLo, access, w)
-        : this.translateFastEpt(vaHi, vaLo, access, w);
+      const r =
+        this.fastSpecialized !== null
+          ? this.fastSpecialized(this, this.memory, vaHi, vaLo, access, w)
+          : this.fast
+            ? this.translateFast(vaHi, vaLo, access, w)
+            : this.translateFastEpt(vaHi, vaLo, access, w);
       if (r === FAST_CLEAN) return true;
       if (r === FAST_COMMIT) {
         if (this.commitAccessedDirty(w)) return true;
@@ -218,7 +234,9 @@ export class GuestWalker {
   /** Step 1: the pure walk (see the file comment). Never writes memory. */
   translate(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
     if (this.psc === null) {
-      if (this.fast && this.translateFast(vaHi, vaLo, access, w) !== FAST_NONE) return true;
+      if (this.fastSpecialized !== null) {
+        if (this.fastSpecialized(this, this.memory, vaHi, vaLo, access, w) !== FAST_NONE) return true;
+      } else if (this.fast && this.translateFast(vaHi, vaLo, access, w) !== FAST_NONE) return true;
       if (this.fastEpt && this.translateFastEpt(vaHi, vaLo, access, w) !== FAST_NONE) return true;
     }
     return this.translateGeneral(vaHi, vaLo, access, w);

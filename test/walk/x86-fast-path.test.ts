@@ -1,0 +1,39 @@
+/**
+ * The x86 fast paths must be invisible: the specialised one (compiled per format,
+ * src/walk/specialize.ts) and the generic one (`translateFast`) against the general walk,
+ * over damaged page tables, random addresses and access descriptors, `walk` and
+ * `translate`: the same records, results, retries and host memory
+ * (bench/lib/fast-path-check.ts; `npx tsx bench/lib/fast-path-check.ts` runs it longer).
+ */
+import { describe, expect, it } from "vitest";
+import { checkFastPaths } from "../../bench/lib/fast-path-check.js";
+import { x86Format } from "../../src/index.js";
+import { specializeX86 } from "../../src/walk/specialize.js";
+
+describe("x86 fast paths", () => {
+  it("specialised and generic fast paths walk exactly like the general path", () => {
+    const r = checkFastPaths(8, 2500);
+    expect(r.walks).toBe(8 * 2500);
+    // Enough plain successes that the fast paths did the work, enough failures to exercise
+    // the hand-over to the general path.
+    expect(r.ok).toBeGreaterThan(r.walks / 10);
+    expect(r.ok).toBeLessThan(r.walks * 0.9);
+  }, 60_000);
+
+  it("compiles one function per distinct format", () => {
+    const opts = {
+      mode: "4level",
+      maxPhyAddr: 46,
+      nxe: true,
+      pse: true,
+      pse36: false,
+      gbPages: true,
+      amd: false,
+    } as const;
+    const a = specializeX86(x86Format(opts));
+    expect(typeof a).toBe("function");
+    expect(specializeX86(x86Format({ ...opts }))).toBe(a);
+    expect(specializeX86(x86Format({ ...opts, maxPhyAddr: 52 }))).not.toBe(a);
+    expect(specializeX86(x86Format({ ...opts, mode: "5level" }))).not.toBe(a);
+  });
+});
