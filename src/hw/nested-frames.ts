@@ -20,10 +20,18 @@ import {
   X86_EFF_W,
 } from "../arch/access.js";
 import { FORMAT_EPT } from "../arch/format.js";
-import { CMPXCHG_NOT_RAM, type FrameSource } from "../mem/frame-source.js";
+import {
+  CMPXCHG_NOT_RAM,
+  EMPTY_FRAME_CACHE,
+  type FrameCache,
+  type FrameSource,
+} from "../mem/frame-source.js";
 import type { HostMemory } from "../mem/host-memory.js";
 import { Walk } from "../walk/walk.js";
 import type { GuestWalker } from "../walk/walker.js";
+
+/** `frameWords` calls one walk records for `rewind` (5 levels, with room for A/D retries). */
+const MAX_CALLS = 16;
 
 export class NestedFrameSource implements FrameSource {
   frameBase = 0;
@@ -43,6 +51,13 @@ export class NestedFrameSource implements FrameSource {
   private readonly seenHfn = new Float64Array(8);
   private readonly seenWritable = new Uint8Array(8);
   private seen = 0;
+  // Every `frameWords` call since `reset()` and its result (null words: not RAM), and the
+  // replay cursor `rewind()` sets back to the start: see FrameSource.rewind.
+  private readonly callGfn = new Float64Array(MAX_CALLS);
+  private readonly callWords: (Uint32Array | null)[] = new Array<Uint32Array | null>(MAX_CALLS).fill(null);
+  private readonly callBase = new Int32Array(MAX_CALLS);
+  private calls = 0;
+  private cursor = 0;
   private readonly writableBit: number;
   /**
    * Optional nested TLB: guest frame → host frame for guest paging-structure references,
@@ -85,9 +100,44 @@ export class NestedFrameSource implements FrameSource {
     this.failed = false;
     this.refs = 0;
     this.seen = 0;
+    this.calls = 0;
+    this.cursor = 0;
+  }
+
+  /**
+   * An empty cache (every probe misses), so that the guest walker takes its fast path over
+   * this source; `rewind` keeps its hand-over to the general path uncounted.
+   */
+  currentFrameCache(): FrameCache {
+    return EMPTY_FRAME_CACHE;
+  }
+
+  rewind(): void {
+    this.cursor = 0;
   }
 
   frameWords(gfn: number): Uint32Array | null {
+    const c = this.cursor;
+    if (c < this.calls) {
+      if (this.callGfn[c] === gfn) {
+        this.cursor = c + 1;
+        this.frameBase = this.callBase[c];
+        return this.callWords[c];
+      }
+      this.calls = c; // a different sequence from here: forget the rest
+    }
+    const words = this.translate(gfn);
+    if (c < MAX_CALLS) {
+      this.callGfn[c] = gfn;
+      this.callWords[c] = words;
+      this.callBase[c] = this.frameBase;
+      this.calls = this.cursor = c + 1;
+    }
+    return words;
+  }
+
+  /** `frameWords` with its effects: the host walk (or nested TLB hit) and the reference count. */
+  private translate(gfn: number): Uint32Array | null {
     const n = this.ntlbGfn.length;
     if (n !== 0) {
       const i = gfn % n;

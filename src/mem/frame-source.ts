@@ -37,6 +37,14 @@ export interface FrameSource {
    * then use `frameWords`, which also fills the cache.
    */
   currentFrameCache?(): FrameCache;
+  /**
+   * Optional, for sources whose `frameWords` has effects (the 2-D walk's translating view
+   * counts references and walks the host tables): a walker's fast path read some frames,
+   * then handed the walk to the general path, which reads the same frames again in the same
+   * order. The source serves those repeats from what it recorded since the walk began,
+   * without the effects, so a walk is counted once whichever path finished it.
+   */
+  rewind?(): void;
 }
 
 /**

@@ -38,24 +38,43 @@ export type SpecializedTranslate = (
   w: Walk,
 ) => number;
 
-/** Compiled functions by the source they came from (formats are few and shared). */
-const compiled = new Map<string, SpecializedTranslate | null>();
+/**
+ * Compiled functions by the class of memory they walk, then by source (formats are few and
+ * shared). One function per memory class keeps its `frameWords` calls monomorphic: a walk
+ * over guest memory and the guest half of a 2-D walk do not share type feedback.
+ */
+const compiled = new WeakMap<object, Map<string, SpecializedTranslate | null>>();
 
 /**
- * The specialised fast path for `f`, or null when code generation is unavailable. The
- * caller has checked that `f` is eligible for the fast path (x86, 8-byte entries, 4 or 5
+ * The specialised fast path for `f` over memories like `memory`, or null when code generation
+ * is unavailable. The caller has checked that `f` is eligible for the fast path (x86, 8-byte entries, 4 or 5
  * levels with the architectural index split, no PDPTE registers, no protection keys).
  */
-export function specializeX86(f: PagingFormat): SpecializedTranslate | null {
-  const source = x86Source(f);
-  let fn = compiled.get(source);
+export function specializeX86(f: PagingFormat, memory: FrameSource): SpecializedTranslate | null {
+  return compile(x86Source(f), memory);
+}
+
+/**
+ * The specialised fast path for EPT format `f` over memories like `memory` (the contract of
+ * `translateFastEpt`), or null when code generation is unavailable. The caller has checked
+ * eligibility.
+ */
+export function specializeEpt(f: PagingFormat, memory: FrameSource): SpecializedTranslate | null {
+  return compile(eptSource(f), memory);
+}
+
+function compile(source: string, memory: FrameSource): SpecializedTranslate | null {
+  const kind = Object.getPrototypeOf(memory) ?? memory;
+  let bySource = compiled.get(kind);
+  if (bySource === undefined) compiled.set(kind, (bySource = new Map()));
+  let fn = bySource.get(source);
   if (fn === undefined) {
     try {
       fn = new Function(source)() as SpecializedTranslate;
     } catch {
       fn = null;
     }
-    compiled.set(source, fn);
+    bySource.set(source, fn);
   }
   return fn;
 }
@@ -70,60 +89,147 @@ function indexOf(l: number): string {
 
 const hex = (n: number) => `0x${(n >>> 0).toString(16)}`;
 
-function x86Source(f: PagingFormat): string {
-  const above = 64 - f.addressBits;
-  const lines: string[] = [];
-  const emit = (s: string) => lines.push(s);
-  // The end of a successful walk whose leaf is at `level`, `depth` entries read.
-  const finish = (level: number, depth: number) => {
+/** Source lines, and the parts every specialised walk shares. */
+class Emitter {
+  readonly lines: string[] = [];
+
+  emit(s: string): void {
+    this.lines.push(s);
+  }
+
+  /** The function head: the frame cache and the record's arrays in locals. */
+  head(name: string): void {
+    this.emit(`return function ${name}(walker, mem, vaHi, vaLo, access, w) {`);
+  }
+
+  locals(): void {
+    this.emit(`const fc = mem.currentFrameCache();`);
+    this.emit(`const tags = fc.gfn, frames = fc.words, bases = fc.base, mask = fc.mask;`);
+    this.emit(`const halves = w.halves, wLevel = w.level, wAddr = w.entryAddr;`);
+    this.emit(
+      `let g = walker.rootGfn, all = -1, xd = 0, lo = 0, hi = 0, index = 0, slot = 0, at = 0, words = null;`,
+    );
+  }
+
+  /** Reads level `l`'s entry (path index `d`) into lo/hi through the frame cache and records it. */
+  read(l: number, d: number): void {
+    this.emit(`index = ${indexOf(l)}; slot = g & mask;`);
+    this.emit(`if (tags[slot] === g) { words = frames[slot]; at = bases[slot] + index * 2; }`);
+    this.emit(
+      `else { words = mem.frameWords(g); if (words === null) return 0; at = mem.frameBase + index * 2; }`,
+    );
+    this.emit(`lo = words[at] | 0; hi = words[at + 1] | 0;`);
+    // w.lo[d], w.hi[d], w.newLo[d], w.newHi[d] (MAX_LEVELS = 5 words apart).
+    this.emit(`wLevel[${d}] = ${l}; wAddr[${d}] = g * 4096 + index * 8;`);
+    this.emit(`halves[${d}] = halves[${d + 10}] = lo; halves[${d + 5}] = halves[${d + 15}] = hi;`);
+  }
+
+  /** The record of a successful walk whose leaf is at `level` after `depth` entries (eff computed). */
+  record(level: number, depth: number): void {
     const shift = level * 9 + 3;
     const offsetMask = 2 ** shift - 1;
-    emit(`all &= lo; xd |= hi;`);
-    emit(`const eff = ((all >>> 1) & 3) | ((xd & ${hex(f.xdMaskHi)}) === 0 ? 4 : 0);`);
-    emit(`if (((walker.permFault[access & 0x1f] >>> eff) & 1) !== 0) return 0;`);
-    emit(`w.vaHi = vaHi; w.vaLo = vaLo; w.access = access; w.registerMask = 0; w.missingMask = 0;`);
-    emit(
+    this.emit(`w.vaHi = vaHi; w.vaLo = vaLo; w.access = access; w.registerMask = 0; w.missingMask = 0;`);
+    this.emit(
       `w.address = (hi & 0xfffff) * 0x100000000 + ((lo & ${hex(~offsetMask & 0xfffff000)}) >>> 0) + ((vaLo & ${hex(offsetMask)}) >>> 0);`,
     );
-    emit(`w.pageShift = ${shift}; w.effective = eff; w.pkey = (hi >>> 27) & 15;`);
-    emit(`w.fault = 0; w.reason = 0; w.errorCode = 0; w.faultLevel = 0;`);
-    emit(`w.depth = ${depth}; w.accessedCount = ${depth}; w.setDirty = (access & 1) !== 0;`);
+    this.emit(`w.pageShift = ${shift}; w.effective = eff; w.pkey = (hi >>> 27) & 15;`);
+    this.emit(`w.fault = 0; w.reason = 0; w.errorCode = 0; w.faultLevel = 0;`);
+    this.emit(`w.depth = ${depth}; w.setDirty = (access & 1) !== 0;`);
+  }
+
+  get source(): string {
+    return this.lines.join("\n");
+  }
+}
+
+function x86Source(f: PagingFormat): string {
+  const e = new Emitter();
+  const above = 64 - f.addressBits;
+  // The end of a successful walk whose leaf is at `level`, `depth` entries read.
+  const finish = (level: number, depth: number) => {
+    e.emit(`all &= lo; xd |= hi;`);
+    e.emit(`const eff = ((all >>> 1) & 3) | ((xd & ${hex(f.xdMaskHi)}) === 0 ? 4 : 0);`);
+    e.emit(`if (((walker.permFault[access & 0x1f] >>> eff) & 1) !== 0) return 0;`);
+    e.record(level, depth);
+    e.emit(`w.accessedCount = ${depth};`);
     // FAST_CLEAN when every A (bit 5) is set, and D (bit 6) on the leaf if this is a write.
-    emit(`return (all & 0x20) !== 0 && ((access & 1) === 0 || (lo & 0x40) !== 0) ? 1 : 2;`);
+    e.emit(`return (all & 0x20) !== 0 && ((access & 1) === 0 || (lo & 0x40) !== 0) ? 1 : 2;`);
   };
-  emit(`"use strict";`);
-  emit(`return function translateX86${f.levels}(walker, mem, vaHi, vaLo, access, w) {`);
-  emit(`if ((vaHi << ${above}) >> ${above} !== (vaHi | 0)) return 0;`);
-  emit(`const fc = mem.currentFrameCache();`);
-  emit(`const tags = fc.gfn, frames = fc.words, bases = fc.base, mask = fc.mask;`);
-  emit(`const halves = w.halves, wLevel = w.level, wAddr = w.entryAddr;`);
-  emit(`let g = walker.rootGfn, all = -1, xd = 0, lo = 0, hi = 0, index = 0, slot = 0, at = 0, words = null;`);
+  e.emit(`"use strict";`);
+  e.head(`translateX86${f.levels}`);
+  e.emit(`if ((vaHi << ${above}) >> ${above} !== (vaHi | 0)) return 0;`);
+  e.locals();
   for (let l = f.levels, d = 0; l >= 1; l--, d++) {
-    emit(`index = ${indexOf(l)}; slot = g & mask;`);
-    emit(`if (tags[slot] === g) { words = frames[slot]; at = bases[slot] + index * 2; }`);
-    emit(`else { words = mem.frameWords(g); if (words === null) return 0; at = mem.frameBase + index * 2; }`);
-    emit(`lo = words[at] | 0; hi = words[at + 1] | 0;`);
-    // w.lo[d], w.hi[d], w.newLo[d], w.newHi[d] (MAX_LEVELS = 5 words apart).
-    emit(`wLevel[${d}] = ${l}; wAddr[${d}] = g * 4096 + index * 8;`);
-    emit(`halves[${d}] = halves[${d + 10}] = lo; halves[${d + 5}] = halves[${d + 15}] = hi;`);
-    emit(`if ((lo & 1) === 0) return 0;`);
-    const leafLo = f.rsvdLo[l * 2 + 1] | 0;
-    const leafHi = f.rsvdHi[l * 2 + 1] | 0;
+    e.read(l, d);
+    e.emit(`if ((lo & 1) === 0) return 0;`);
+    const leafRsvd = `(lo & ${f.rsvdLo[l * 2 + 1] | 0}) !== 0 || (hi & ${f.rsvdHi[l * 2 + 1] | 0}) !== 0`;
     if (l === 1) {
-      emit(`if ((lo & ${leafLo}) !== 0 || (hi & ${leafHi}) !== 0) return 0;`);
+      e.emit(`if (${leafRsvd}) return 0;`);
       finish(1, d + 1);
       break;
     }
     if ((f.largeLevels >>> l) & 1) {
-      emit(`if ((lo & 0x80) !== 0) {`);
-      emit(`if ((lo & ${leafLo}) !== 0 || (hi & ${leafHi}) !== 0) return 0;`);
+      e.emit(`if ((lo & 0x80) !== 0) {`);
+      e.emit(`if (${leafRsvd}) return 0;`);
       finish(l, d + 1);
-      emit(`}`);
+      e.emit(`}`);
     }
-    emit(`if ((lo & ${f.rsvdLo[l * 2] | 0}) !== 0 || (hi & ${f.rsvdHi[l * 2] | 0}) !== 0) return 0;`);
-    emit(`all &= lo; xd |= hi;`);
-    emit(`g = (hi & 0xfffff) * 0x100000 + (lo >>> 12);`);
+    e.emit(`if ((lo & ${f.rsvdLo[l * 2] | 0}) !== 0 || (hi & ${f.rsvdHi[l * 2] | 0}) !== 0) return 0;`);
+    e.emit(`all &= lo; xd |= hi;`);
+    e.emit(`g = (hi & 0xfffff) * 0x100000 + (lo >>> 12);`);
   }
-  emit(`};`);
-  return lines.join("\n");
+  e.emit(`};`);
+  return e.source;
+}
+
+function eptSource(f: PagingFormat): string {
+  const e = new Emitter();
+  // With MBEC, user-execute (bit 10) counts as execute for the misconfiguration rules.
+  const xu = f.mbec ? 0x400 : 0;
+  const xwr = xu ? `(lo & 7) | ((lo & ${xu}) !== 0 ? 4 : 0)` : `lo & 7`;
+  const finish = (level: number, depth: number) => {
+    e.emit(`all &= lo;`);
+    // R, W, X (supervisor X with MBEC) and, with MBEC, XU as bit 3 (EPT_EFF_*).
+    e.emit(`const eff = ${xu ? `(all & 7) | ((all & ${xu}) >>> 7)` : "all & 7"};`);
+    e.emit(`if (((walker.permFault[access & 0x1f] >>> eff) & 1) !== 0) return 0;`);
+    e.record(level, depth);
+    if (f.accessedMask === 0) {
+      e.emit(`w.accessedCount = 0;`);
+      e.emit(`return 1;`); // no EPT A/D flags: nothing to commit
+    } else {
+      e.emit(`w.accessedCount = ${depth};`);
+      e.emit(`return (all & 0x100) !== 0 && ((access & 1) === 0 || (lo & 0x200) !== 0) ? 1 : 2;`);
+    }
+  };
+  e.emit(`"use strict";`);
+  // The misconfiguration table ([memory type << 3 | XWR] → 1), as a literal.
+  e.emit(`const bad = Uint8Array.from([${Array.from(f.eptBadBits).join(",")}]);`);
+  e.head(`translateEpt${f.levels}`);
+  e.locals();
+  for (let l = f.levels, d = 0; l >= 1; l--, d++) {
+    e.read(l, d);
+    e.emit(`if ((lo & ${f.presentMask}) === 0) return 0;`); // not present: a violation
+    const leaf = () => {
+      e.emit(
+        `if ((lo & ${f.rsvdLo[l * 2 + 1] | 0}) !== 0 || (hi & ${f.rsvdHi[l * 2 + 1] | 0}) !== 0) return 0;`,
+      );
+      e.emit(`if (bad[(lo & 0x38) | ${xwr}] !== 0) return 0;`); // a misconfiguration
+      finish(l, d + 1);
+    };
+    if (l === 1) {
+      leaf();
+      break;
+    }
+    if ((f.largeLevels >>> l) & 1) {
+      e.emit(`if ((lo & 0x80) !== 0) {`);
+      leaf();
+      e.emit(`}`);
+    }
+    e.emit(`if ((lo & ${f.rsvdLo[l * 2] | 0}) !== 0 || (hi & ${f.rsvdHi[l * 2] | 0}) !== 0) return 0;`);
+    e.emit(`if (bad[${xwr}] !== 0) return 0;`);
+    e.emit(`all &= lo;`);
+    e.emit(`g = (hi & 0xfffff) * 0x100000 + (lo >>> 12);`);
+  }
+  e.emit(`};`);
+  return e.source;
 }

@@ -36,7 +36,7 @@ import {
 import { FORMAT_EPT, FORMAT_X86, type PagingFormat } from "../arch/format.js";
 import { PFEC_P, PFEC_PK, PFEC_RSVD, PFEC_U, PFEC_W } from "../arch/x86.js";
 import { CMPXCHG_CHANGED, type FrameSource } from "../mem/frame-source.js";
-import { type SpecializedTranslate, specializeX86 } from "./specialize.js";
+import { type SpecializedTranslate, specializeEpt, specializeX86 } from "./specialize.js";
 import {
   FAULT_EPT_MISCONFIG,
   FAULT_EPT_VIOLATION,
@@ -177,7 +177,7 @@ export class GuestWalker {
   /** See `fastEligible` and `fastEptEligible`. */
   private readonly fast: boolean;
   private readonly fastEpt: boolean;
-  /** `translateFast` compiled for this format (specialize.ts), or null: the generic one runs. */
+  /** `translateFast` / `translateFastEpt` compiled for this format (specialize.ts), or null. */
   private readonly fastSpecialized: SpecializedTranslate | null;
   /** The format's reserved-bit masks for `translateFast`: [level * 4 + (leaf ? 2 : 0)] low, [+ 1] high. */
   private readonly rsvd = new Int32Array(24);
@@ -195,7 +195,14 @@ export class GuestWalker {
     const fastPath = config.fastPath ?? "specialized";
     this.fast = fastPath !== "off" && fastEligible(memory, config.format, config);
     this.fastEpt = fastPath !== "off" && fastEptEligible(memory, config.format);
-    this.fastSpecialized = this.fast && fastPath === "specialized" ? specializeX86(config.format) : null;
+    this.fastSpecialized =
+      fastPath !== "specialized"
+        ? null
+        : this.fast
+          ? specializeX86(config.format, memory)
+          : this.fastEpt
+            ? specializeEpt(config.format, memory)
+            : null;
     for (let k = 0; k < 12; k++) {
       this.rsvd[k * 2] = config.format.rsvdLo[k];
       this.rsvd[k * 2 + 1] = config.format.rsvdHi[k];
@@ -209,12 +216,7 @@ export class GuestWalker {
   walk(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
     let attempt = 0;
     if ((this.fast || this.fastEpt) && this.psc === null) {
-      const r =
-        this.fastSpecialized !== null
-          ? this.fastSpecialized(this, this.memory, vaHi, vaLo, access, w)
-          : this.fast
-            ? this.translateFast(vaHi, vaLo, access, w)
-            : this.translateFastEpt(vaHi, vaLo, access, w);
+      const r = this.fastAny(vaHi, vaLo, access, w);
       if (r === FAST_CLEAN) return true;
       if (r === FAST_COMMIT) {
         if (this.commitAccessedDirty(w)) return true;
@@ -222,6 +224,8 @@ export class GuestWalker {
         attempt = 1;
       }
     }
+    // The general path reads again what a fast path that gave up read (see FrameSource.rewind).
+    if (attempt === 0) this.memory.rewind?.();
     for (; ; attempt++) {
       // Attempt 0 here means the fast path was not tried or did not handle this walk.
       const ok =
@@ -233,13 +237,19 @@ export class GuestWalker {
 
   /** Step 1: the pure walk (see the file comment). Never writes memory. */
   translate(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
-    if (this.psc === null) {
-      if (this.fastSpecialized !== null) {
-        if (this.fastSpecialized(this, this.memory, vaHi, vaLo, access, w) !== FAST_NONE) return true;
-      } else if (this.fast && this.translateFast(vaHi, vaLo, access, w) !== FAST_NONE) return true;
-      if (this.fastEpt && this.translateFastEpt(vaHi, vaLo, access, w) !== FAST_NONE) return true;
+    if (this.psc === null && (this.fast || this.fastEpt)) {
+      if (this.fastAny(vaHi, vaLo, access, w) !== FAST_NONE) return true;
+      this.memory.rewind?.();
     }
     return this.translateGeneral(vaHi, vaLo, access, w);
+  }
+
+  /** The fast path this walker has: specialised, generic x86 or EPT, or none (FAST_NONE). */
+  private fastAny(vaHi: number, vaLo: number, access: number, w: Walk): number {
+    if (this.fastSpecialized !== null) return this.fastSpecialized(this, this.memory, vaHi, vaLo, access, w);
+    if (this.fast) return this.translateFast(vaHi, vaLo, access, w);
+    if (this.fastEpt) return this.translateFastEpt(vaHi, vaLo, access, w);
+    return FAST_NONE;
   }
 
   /**

@@ -1,7 +1,8 @@
 /**
- * The EPT fast path must be invisible: over random EPT tables (good, misconfigured, reserved
- * bits, not present, large pages, with and without A/D) every walk gives exactly the record
- * and the memory the general walk gives.
+ * The EPT fast paths must be invisible: over random EPT tables (good, misconfigured, reserved
+ * bits, not present, large pages, with and without A/D) every walk of the specialised fast
+ * path (src/walk/specialize.ts) and of the generic one (`translateFastEpt`) gives exactly
+ * the record and the memory the general walk gives.
  */
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
@@ -14,6 +15,7 @@ import {
   cpuModel,
   eptWalker,
   type FrameSource,
+  GuestWalker,
   HostMemory,
   Walk,
 } from "../../src/index.js";
@@ -38,6 +40,10 @@ const entryArb = fc.record({
   d: fc.boolean(),
   junkLo: fc.nat(0xffffffff),
   junkHi: fc.nat(0xffffffff),
+  // Reserved bits on an otherwise good leaf: bit 13 (reserved in large leaves), bit 47 and
+  // bit 51 (at or above MAXPHYADDR 46).
+  rsvdLo: fc.constantFrom(0, 0, 0, 0x2000),
+  rsvdHi: fc.constantFrom(0, 0, 0, 0x8000, 0x80000),
 });
 
 type Entry = {
@@ -48,6 +54,8 @@ type Entry = {
   d: boolean;
   junkLo: number;
   junkHi: number;
+  rsvdLo: number;
+  rsvdHi: number;
 };
 
 /** EPT tables in frames 0..levels-1 (one path: each links the next; level-1 leaves map frame 6). */
@@ -63,16 +71,18 @@ function image(entries: Entry[], levels: number) {
       let lo = 0;
       let hi = 0;
       if (e.kind === "table") lo = ((t + 1 < levels ? t + 1 : 5) << 12) | e.rwx | (e.a ? 0x100 : 0);
-      else if (e.kind === "leaf")
+      else if (e.kind === "leaf") {
+        hi = e.rsvdHi;
         lo =
           (((level > 1 ? 0 : 6) << 12) |
             e.rwx |
             (e.mt << 3) |
             (level > 1 ? 0x80 : 0) |
             (e.a ? 0x100 : 0) |
-            (e.d ? 0x200 : 0)) >>>
+            (e.d ? 0x200 : 0) |
+            e.rsvdLo) >>>
           0;
-      else if (e.kind === "random") {
+      } else if (e.kind === "random") {
         lo = e.junkLo;
         hi = e.junkHi;
       }
@@ -107,11 +117,25 @@ describe("EPT fast path", () => {
           const cpu = { ...base, maxPhyAddr: 46, ept: { ...base.ept!, mbec, executeOnly } };
           const a = image(entries, levels);
           const b = image(entries, levels);
+          const c = image(entries, levels);
           const eptp = BigInt(0x6 | ((levels - 1) << 3) | (ad ? 0x40 : 0));
           const fast = eptWalker(a, eptp, cpu);
           const slow = eptWalker(withoutCache(b), eptp, cpu);
+          const generic = new GuestWalker(c, {
+            format: fast.format,
+            permFault: fast.permFault,
+            fetchErrorBit: 0,
+            pke: false,
+            pks: false,
+            pkru: 0,
+            pkrs: 0,
+            wp: true,
+            fastPath: "generic",
+          });
+          generic.rootGfn = fast.rootGfn;
           const wf = new Walk();
           const ws = new Walk();
+          const wg = new Walk();
           for (const acc of accesses) {
             // Addresses whose every index is a multiple of 37 (where the entries are).
             let gpa = 0n;
@@ -125,16 +149,18 @@ describe("EPT fast path", () => {
             const lo = Number(gpa & 0xffffffffn);
             const okF = fast.walk(hi, lo, access, wf);
             const okS = slow.walk(hi, lo, access, ws);
+            const okG = generic.walk(hi, lo, access, wg);
             expect(okF).toBe(okS);
+            expect(okG).toBe(okS);
+            expect(walkDifferences(wg, ws)).toEqual([]);
             outcomes.add(okS ? "ok" : `fault ${ws.fault}`);
             expect(walkDifferences(wf, ws)).toEqual([]);
           }
           for (let t = 0; t < levels; t++) {
-            const x = a.frame(t);
-            const y = b.frame(t);
-            expect(Array.from(x.words.subarray(x.base, x.base + 1024))).toEqual(
-              Array.from(y.words.subarray(y.base, y.base + 1024)),
-            );
+            const [x, y, z] = [a.frame(t), b.frame(t), c.frame(t)];
+            const words = (f: typeof x) => Array.from(f.words.subarray(f.base, f.base + 1024));
+            expect(words(x)).toEqual(words(y));
+            expect(words(z)).toEqual(words(y));
           }
         },
       ),

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { checkFastPaths } from "../../bench/lib/fast-path-check.js";
-import { x86Format } from "../../src/index.js";
+import { HostMemory, x86Format } from "../../src/index.js";
 import { specializeX86 } from "../../src/walk/specialize.js";
 
 describe("x86 fast paths", () => {
@@ -20,7 +20,7 @@ describe("x86 fast paths", () => {
     expect(r.ok).toBeLessThan(r.walks * 0.9);
   }, 60_000);
 
-  it("compiles one function per distinct format", () => {
+  it("compiles one function per distinct format and class of memory", () => {
     const opts = {
       mode: "4level",
       maxPhyAddr: 46,
@@ -30,10 +30,19 @@ describe("x86 fast paths", () => {
       gbPages: true,
       amd: false,
     } as const;
-    const a = specializeX86(x86Format(opts));
+    const host = new HostMemory(1 << 20);
+    const a = specializeX86(x86Format(opts), host);
     expect(typeof a).toBe("function");
-    expect(specializeX86(x86Format({ ...opts }))).toBe(a);
-    expect(specializeX86(x86Format({ ...opts, maxPhyAddr: 52 }))).not.toBe(a);
-    expect(specializeX86(x86Format({ ...opts, mode: "5level" }))).not.toBe(a);
+    expect(specializeX86(x86Format({ ...opts }), new HostMemory(1 << 20))).toBe(a);
+    expect(specializeX86(x86Format({ ...opts, maxPhyAddr: 52 }), host)).not.toBe(a);
+    expect(specializeX86(x86Format({ ...opts, mode: "5level" }), host)).not.toBe(a);
+    // Another class of memory: its own copy, so each stays monomorphic.
+    expect(
+      specializeX86(x86Format(opts), {
+        frameBase: 0,
+        frameWords: (g: number) => host.frameWords(g),
+        compareExchange: () => 0,
+      }),
+    ).not.toBe(a);
   });
 });
