@@ -128,7 +128,9 @@ class Emitter {
   record(level: number, depth: number): void {
     const shift = level * 9 + 3;
     const offsetMask = 2 ** shift - 1;
-    this.emit(`w.vaHi = vaHi; w.vaLo = vaLo; w.access = access; w.registerMask = 0; w.missingMask = 0;`);
+    this.emit(
+      `w.vaHi = vaHi >>> 0; w.vaLo = vaLo >>> 0; w.access = access; w.registerMask = 0; w.missingMask = 0;`,
+    );
     this.emit(
       `w.address = (hi & 0xfffff) * 0x100000000 + ((lo & ${hex(~offsetMask & 0xfffff000)}) >>> 0) + ((vaLo & ${hex(offsetMask)}) >>> 0);`,
     );

@@ -214,15 +214,23 @@ export class GuestWalker {
    * fills `w`. Returns true when the access is allowed (`w.address` is the translation).
    */
   walk(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
-    let attempt = 0;
+    // Small enough for V8 to inline into the caller: the steady state (a fast path success
+    // with nothing to commit) returns here; the halves go on as int32 so they stay unboxed.
     if ((this.fast || this.fastEpt) && this.psc === null) {
-      const r = this.fastAny(vaHi, vaLo, access, w);
+      const r = this.fastAny(vaHi | 0, vaLo | 0, access, w);
       if (r === FAST_CLEAN) return true;
-      if (r === FAST_COMMIT) {
-        if (this.commitAccessedDirty(w)) return true;
-        this.retries++;
-        attempt = 1;
-      }
+      return this.walkRest(vaHi, vaLo, access, w, r);
+    }
+    return this.walkRest(vaHi, vaLo, access, w, FAST_NONE);
+  }
+
+  /** `walk` after the fast path's outcome `r`: the A/D commit, or the general path. */
+  private walkRest(vaHi: number, vaLo: number, access: number, w: Walk, r: number): boolean {
+    let attempt = 0;
+    if (r === FAST_COMMIT) {
+      if (this.commitAccessedDirty(w)) return true;
+      this.retries++;
+      attempt = 1;
     }
     // The general path reads again what a fast path that gave up read (see FrameSource.rewind).
     if (attempt === 0) this.memory.rewind?.();
@@ -238,7 +246,7 @@ export class GuestWalker {
   /** Step 1: the pure walk (see the file comment). Never writes memory. */
   translate(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
     if (this.psc === null && (this.fast || this.fastEpt)) {
-      if (this.fastAny(vaHi, vaLo, access, w) !== FAST_NONE) return true;
+      if (this.fastAny(vaHi | 0, vaLo | 0, access, w) !== FAST_NONE) return true;
       this.memory.rewind?.();
     }
     return this.translateGeneral(vaHi, vaLo, access, w);
@@ -321,8 +329,8 @@ export class GuestWalker {
     const pageShift = level * 9 + 3;
     const offsetMask = (1 << pageShift) - 1;
     const write = (access & 1) !== 0; // ACCESS_WRITE
-    w.vaHi = vaHi;
-    w.vaLo = vaLo;
+    w.vaHi = vaHi >>> 0;
+    w.vaLo = vaLo >>> 0;
     w.access = access;
     w.registerMask = 0;
     w.missingMask = 0;
@@ -418,8 +426,8 @@ export class GuestWalker {
     const pageShift = level * 9 + 3;
     const offsetMask = (1 << pageShift) - 1;
     const write = (access & 1) !== 0; // ACCESS_WRITE
-    w.vaHi = vaHi;
-    w.vaLo = vaLo;
+    w.vaHi = vaHi >>> 0;
+    w.vaLo = vaLo >>> 0;
     w.access = access;
     w.registerMask = 0;
     w.missingMask = 0;
@@ -443,8 +451,8 @@ export class GuestWalker {
   private translateGeneral(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
     const f = this.format;
     const mem = this.memory;
-    w.vaHi = vaHi;
-    w.vaLo = vaLo;
+    w.vaHi = vaHi >>> 0;
+    w.vaLo = vaLo >>> 0;
     w.access = access;
     w.registerMask = 0;
     w.missingMask = 0;
