@@ -175,7 +175,7 @@ static Memslot *ms_find(Memslots *ms, uint64_t gfn) {
 
 /* GuestPhysical's frame cache: direct-mapped gfn → (words, base), emptied when the memslot
  * generation or the host address space epoch changes (src/mem/guest-physical.ts). */
-#define FRAME_CACHE_SIZE 1024u
+#define FRAME_CACHE_SIZE 4096u
 #define FRAME_CACHE_MASK (FRAME_CACHE_SIZE - 1)
 
 typedef struct {

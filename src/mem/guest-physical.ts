@@ -25,10 +25,12 @@ export interface PhysRead {
  * frames, and the same table frames again and again, so a small direct-mapped cache in
  * front of the memslot search and the host page table (a Map lookup and a floating-point
  * division on the uncached path) turns most `frameWords` calls into a tag compare and three
- * loads: 1.7–2× more walks per second in bench/walk.bench.ts (BENCHMARKS.md). 1024 entries
- * (20 KiB): 256 lost ~9 % to conflicts on the benchmark's 133 table frames, 4096 gained ~2 %.
+ * loads: 1.7–2× more walks per second in bench/walk.bench.ts (BENCHMARKS.md). 4096 entries
+ * (80 KiB): the benchmark's 133 randomly placed table frames still conflicted at 1024 (7.8 %
+ * of walks took the miss path), which cost the compiled fast path 7–10 % (A/B); a flush
+ * (memslot or host mapping change, both rare) fills 32 KiB.
  */
-const FRAME_CACHE_SIZE = 1024;
+const FRAME_CACHE_SIZE = 4096;
 const FRAME_CACHE_MASK = FRAME_CACHE_SIZE - 1;
 const NO_WORDS = new Uint32Array(0);
 
