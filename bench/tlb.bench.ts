@@ -9,9 +9,10 @@
  * so the entries are dirty and writes hit too). `stats.tlbMisses` must not move during the
  * timed passes (checked).
  *
- * The C reference gets the JS TLB's state after the warm-up (entries, context, permission
- * table) and the same host memory, and runs the same lookup and load; both sides print a
- * checksum per read pass and a hash of host memory at the end, which must agree.
+ * The C reference gets the JS TLB's state after the warm-up (its slot arrays, with each
+ * entry's deny word and frame number, and the context) and the same host memory, and runs
+ * the same lookup and load; both sides print a checksum per read pass and a hash of host
+ * memory at the end, which must agree.
  */
 
 import { join } from "node:path";

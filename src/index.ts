@@ -141,6 +141,7 @@ export {
   TLB_4K,
   TLB_DIRTY,
   TLB_GLOBAL,
+  TLB_HIGH_FRAME,
   TLB_MISS,
   TLB_PKEY_SHIFT,
   TLB_U,

@@ -1,12 +1,14 @@
 /*
  * C reference for bench/tlb.bench.ts: TLB-hit accesses, i.e. Vcpu.read32 / Vcpu.write32
  * (src/vm/vcpu.ts) when the access hits: the alignment check, the access counter, the
- * set-associative lookup of Tlb.lookup (src/hw/tlb.ts) with the same tag compares (page
- * number low half, space = EPT tag|VPID, tag = V|G|PCID|page number high bits, global
- * entries matching any PCID), the rights check through the same 256-entry permission table
- * (`deny`), the LRU stamp and per-size hit counter, then the load (or store) through
- * HostMemory.frameWords (vmmu.h). The TLB's state (entries, context, permission table) is
- * the JS TLB's after its warm-up (bench/lib/tlb-image.ts); host memory is the JS guest's.
+ * set-associative lookup of Tlb.lookupFrame (src/hw/tlb.ts) in its slot layout (per slot,
+ * the interleaved words vpn, space, tag, deny word, frame number; frame and stamp as a
+ * second interleaved array) with the same tag compares (page number low half, space = EPT
+ * tag|VPID, tag = V|G|PCID|page number high bits, global entries matching any PCID), the
+ * rights check through the entry's deny word, the LRU stamp and per-size hit counter, then
+ * the load (or store) through HostMemory.frameWords (vmmu.h) with the frame number. The
+ * TLB's state (entries, context) is the JS TLB's after its warm-up (bench/lib/tlb-image.ts);
+ * host memory is the JS guest's.
  *
  * usage: tlb IMAGE TLBIMAGE WARMUP RUNS READLIST WRITELIST   (prints JSON on stdout)
  * WARMUP passes of each, then RUNS timed passes of read32 over READLIST and write32 over
@@ -15,53 +17,99 @@
 #include "vmmu.h"
 
 #define TLB_MISS (-1)
+#define TLB_HIGH_FRAME (-2)
 #define VA_HI_MASK 0x1ffffffu
 #define TAG_VALID (1u << 26)
 #define TAG_GLOBAL (1u << 25)
 #define TAG_PCID_MASK (0xfffu << 13)
+#define E_STRIDE 8
+#define E_VPN 0
+#define E_SPACE 1
+#define E_TAG 2
+#define E_DENY 3
+#define E_FRAME 4
+#define E_TO_F 2
+#define F_STRIDE 2
+#define F_STAMP 1
 
 static const uint32_t SHIFTS[3] = {12, 21, 30};
 
 typedef struct {
   uint64_t capacity;
   uint32_t z_base[3], z_ways[3], z_set_mask[3];
+  uint32_t ways4k, set_mask4k;
   int lru;
   uint32_t cur_space, cur_tag;
   uint64_t clock;
-  uint32_t deny[256];
-  uint32_t *vpn, *tag, *space, *attr, *info;
-  uint64_t *frame, *stamp;
+  uint32_t *ent; /* E_STRIDE words per slot: vpn, space, tag, deny word, frame number (or -1) */
+  uint64_t *fs;  /* F_STRIDE per slot: frame (physical base), stamp */
   uint64_t hits[3], misses, rights_misses;
 } Tlb;
 
-/* Tlb.lookup: returns the physical address or TLB_MISS. */
-static inline int64_t tlb_lookup(Tlb *t, uint32_t va_hi, uint32_t va_lo, uint32_t access) {
-  uint32_t h = va_hi & VA_HI_MASK;
-  for (int z = 0; z < 3; z++) {
+/* Tlb.lookupFrameLarge: the 2 MiB and 1 GiB arrays. */
+static int32_t tlb_lookup_frame_large(Tlb *t, uint32_t h, uint32_t va_lo, uint32_t access) {
+  const uint32_t *e = t->ent;
+  uint32_t space = t->cur_space;
+  uint32_t ctx_tag = t->cur_tag;
+  for (int z = 1; z < 3; z++) {
     uint32_t ways = t->z_ways[z];
     if (ways == 0) continue;
     uint32_t shift = SHIFTS[z];
     uint32_t lo = (va_lo >> shift) | (h << (32 - shift));
     uint32_t hi = h >> shift;
-    uint32_t want = hi | t->cur_tag;
+    uint32_t want = hi | ctx_tag;
     uint32_t want_global = hi | TAG_VALID | TAG_GLOBAL;
-    uint32_t s = t->z_base[z] + (lo & t->z_set_mask[z]) * ways;
-    for (uint32_t end = s + ways; s < end; s++) {
-      if (t->vpn[s] != lo || t->space[s] != t->cur_space) continue;
-      uint32_t tg = t->tag[s];
+    uint32_t i = (t->z_base[z] + (lo & t->z_set_mask[z]) * ways) * E_STRIDE;
+    for (uint32_t end = i + ways * E_STRIDE; i < end; i += E_STRIDE) {
+      if (e[i + E_VPN] != lo || e[i + E_SPACE] != space) continue;
+      uint32_t tg = e[i + E_TAG];
       if (tg != want && (tg & ~TAG_PCID_MASK) != want_global) continue;
-      if ((t->deny[t->attr[s]] >> (access & 31)) & 1) {
+      if ((e[i + E_DENY] >> (access & 31)) & 1) {
         t->rights_misses++;
         t->misses++;
         return TLB_MISS;
       }
-      if (t->lru) t->stamp[s] = ++t->clock;
+      int32_t fn = (int32_t)e[i + E_FRAME];
+      if (fn < 0) return TLB_HIGH_FRAME;
+      if (t->lru) t->fs[(i >> E_TO_F) + F_STAMP] = ++t->clock;
       t->hits[z]++;
-      return (int64_t)(t->frame[s] + (va_lo & ((1u << shift) - 1)));
+      return fn + (int32_t)((va_lo >> 12) & ((1u << (shift - 12)) - 1));
     }
   }
   t->misses++;
   return TLB_MISS;
+}
+
+/* Tlb.lookupFrame: the 4 KiB frame number of the access, TLB_MISS or TLB_HIGH_FRAME. */
+static inline int32_t tlb_lookup_frame(Tlb *t, uint32_t va_hi, uint32_t va_lo, uint32_t access) {
+  uint32_t h = va_hi & VA_HI_MASK;
+  uint32_t ways = t->ways4k;
+  if (ways != 0) {
+    uint32_t lo = (va_lo >> 12) | (h << 20);
+    uint32_t hi = h >> 12;
+    const uint32_t *e = t->ent;
+    uint32_t space = t->cur_space;
+    /* The JS masks this index to bound it for V8's typer; the masks change nothing, and gcc
+       is better off without them. */
+    uint32_t first = (lo & t->set_mask4k) * ways * E_STRIDE;
+    uint32_t end = first + ways * E_STRIDE;
+    for (uint32_t i = first; i < end; i += E_STRIDE) {
+      if (e[i + E_VPN] != lo || e[i + E_SPACE] != space) continue;
+      uint32_t tg = e[i + E_TAG];
+      if (tg != (hi | t->cur_tag) && (tg & ~TAG_PCID_MASK) != (hi | TAG_VALID | TAG_GLOBAL)) continue;
+      if ((e[i + E_DENY] >> (access & 31)) & 1) {
+        t->rights_misses++;
+        t->misses++;
+        return TLB_MISS;
+      }
+      int32_t fn = (int32_t)e[i + E_FRAME];
+      if (fn < 0) return TLB_HIGH_FRAME;
+      if (t->lru) t->fs[(i >> E_TO_F) + F_STAMP] = ++t->clock;
+      t->hits[0]++;
+      return fn;
+    }
+  }
+  return tlb_lookup_frame_large(t, h, va_lo, access);
 }
 
 typedef struct {
@@ -75,23 +123,23 @@ typedef struct {
 static uint32_t read32(Vcpu *v, uint32_t va_hi, uint32_t va_lo, uint32_t access) {
   if (va_lo & 3) die("read32 needs a 4-byte aligned address");
   v->accesses++;
-  int64_t hpa = tlb_lookup(v->tlb, va_hi, va_lo, access);
-  if (hpa == TLB_MISS) die("unexpected TLB miss");
+  int32_t fn = tlb_lookup_frame(v->tlb, va_hi, va_lo, access);
+  if (fn < 0) die("unexpected TLB miss");
   v->tlb_hits++;
   v->status = 0;
-  uint32_t *words = hm_frame_words(v->host, hpa / 4096);
-  return words[v->host->frame_base + ((hpa & 0xfff) >> 2)];
+  uint32_t *words = hm_frame_words(v->host, fn);
+  return words[v->host->frame_base + ((va_lo & 0xfff) >> 2)];
 }
 
 static int write32(Vcpu *v, uint32_t va_hi, uint32_t va_lo, uint32_t access, uint32_t value) {
   if (va_lo & 3) die("write32 needs a 4-byte aligned address");
   v->accesses++;
-  int64_t hpa = tlb_lookup(v->tlb, va_hi, va_lo, access);
-  if (hpa == TLB_MISS) die("unexpected TLB miss");
+  int32_t fn = tlb_lookup_frame(v->tlb, va_hi, va_lo, access);
+  if (fn < 0) die("unexpected TLB miss");
   v->tlb_hits++;
   v->status = 0;
-  uint32_t *words = hm_frame_words(v->host, hpa / 4096);
-  words[v->host->frame_base + ((hpa & 0xfff) >> 2)] = value;
+  uint32_t *words = hm_frame_words(v->host, fn);
+  words[v->host->frame_base + ((va_lo & 0xfff) >> 2)] = value;
   return 1;
 }
 
@@ -122,7 +170,7 @@ static uint64_t *rd_array64(Reader *r, uint64_t n) {
 
 static void load_tlb(const char *path, Tlb *t) {
   Reader r = read_file(path);
-  expect_tag(&r, "VMMBTLB1");
+  expect_tag(&r, "VMMBTLB2");
   t->capacity = rd_u64(&r);
   for (int z = 0; z < 3; z++) t->z_base[z] = (uint32_t)rd_u64(&r);
   for (int z = 0; z < 3; z++) t->z_ways[z] = (uint32_t)rd_u64(&r);
@@ -131,14 +179,10 @@ static void load_tlb(const char *path, Tlb *t) {
   t->cur_space = (uint32_t)rd_u64(&r);
   t->cur_tag = (uint32_t)rd_u64(&r);
   t->clock = rd_u64(&r);
-  for (int i = 0; i < 256; i++) t->deny[i] = (uint32_t)rd_u64(&r);
-  t->vpn = rd_array32(&r, t->capacity);
-  t->tag = rd_array32(&r, t->capacity);
-  t->space = rd_array32(&r, t->capacity);
-  t->attr = rd_array32(&r, t->capacity);
-  t->info = rd_array32(&r, t->capacity);
-  t->frame = rd_array64(&r, t->capacity);
-  t->stamp = rd_array64(&r, t->capacity);
+  t->ways4k = t->z_ways[0];
+  t->set_mask4k = t->z_set_mask[0];
+  t->ent = rd_array32(&r, t->capacity * E_STRIDE);
+  t->fs = rd_array64(&r, t->capacity * F_STRIDE);
   memset(t->hits, 0, sizeof t->hits);
   t->misses = t->rights_misses = 0;
 }

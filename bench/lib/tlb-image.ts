@@ -1,13 +1,14 @@
 /**
- * Hands a `Tlb`'s state to bench/c/tlb.c: the geometry, the current context, the permission
- * table (`deny`) and every slot's arrays, as they are after the JS warm-up, so the C looks
- * up exactly the entries the JS does. Little-endian u64 header fields; arrays as u64 too.
+ * Hands a `Tlb`'s state to bench/c/tlb.c: the geometry, the current context and every
+ * slot's arrays in the TLB's own layout (src/hw/tlb.ts, "Slots"), as they are after the JS
+ * warm-up, so the C looks up exactly the entries the JS does. Little-endian u64 fields;
+ * arrays as u64 too (32-bit words as their unsigned value).
  *
  * ```
- *  "VMMBTLB1"
+ *  "VMMBTLB2"
  *  capacity, zBase[3], zWays[3], zSetMask[3], lru, curSpace, curTag, clock
- *  deny[256]
- *  capacity × vpn, tag, space, attr, info, frame, stamp      (one array after the other)
+ *  capacity × 8   ent: vpn, space, tag, deny word, frame number (-1: none), 0, 0, 0 per slot
+ *  capacity × 2   fs:  frame, stamp per slot, interleaved
  * ```
  */
 
@@ -24,31 +25,27 @@ interface TlbInternals {
   curSpace: number;
   curTag: number;
   clock: number;
-  deny: Uint32Array;
-  vpn: Uint32Array;
-  tag: Uint32Array;
-  space: Uint32Array;
-  attr: Uint32Array;
-  info: Uint32Array;
-  frame: Float64Array;
-  stamp: Float64Array;
+  ent: Int32Array;
+  fs: Float64Array;
 }
 
 export function writeTlbImage(path: string, tlb: Tlb): void {
   const t = tlb as unknown as TlbInternals;
+  if (t.ent.length !== t.capacity * 8 || t.fs.length !== t.capacity * 2)
+    throw new Error("tlb image: the Tlb's slot layout is not the one tlb.c reads");
   const words: number[] = [
     t.capacity,
     ...t.zBase,
     ...t.zWays,
     ...t.zSetMask,
     +t.lru,
-    t.curSpace,
+    t.curSpace >>> 0,
     t.curTag,
     t.clock,
   ];
-  words.push(...t.deny);
-  for (const a of [t.vpn, t.tag, t.space, t.attr, t.info, t.frame, t.stamp]) words.push(...a);
-  const tag = new TextEncoder().encode("VMMBTLB1");
+  for (const w of t.ent) words.push(w >>> 0);
+  words.push(...t.fs);
+  const tag = new TextEncoder().encode("VMMBTLB2");
   const buf = new Uint8Array(tag.length + words.length * 8);
   buf.set(tag);
   const view = new DataView(buf.buffer);

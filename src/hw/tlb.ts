@@ -89,8 +89,14 @@ export const TLB_4K = 0;
 export const TLB_2M = 1;
 export const TLB_1G = 2;
 
+// The lookups return the module-local MISS and HIGH: V8 folds them into the code, where an
+// exported constant is loaded from its module cell (and is of unknown type there).
+const MISS = -1;
+const HIGH = -2;
 /** `lookup` result when the access must walk. */
-export const TLB_MISS = -1;
+export const TLB_MISS = MISS;
+/** `lookupFrame` result for a hit whose frame number is 2^31 or more: call `lookup`. */
+export const TLB_HIGH_FRAME = HIGH;
 
 /**
  * Entry attributes, as `insert` takes them and `TlbEntry.attrs` reports them:
@@ -117,21 +123,40 @@ export const TLB_GLOBAL = 1 << 8;
  *   slot:        0 ........ (4k sets*ways) ........ (+ 2m sets*ways) ........ (+ 1g) capacity
  *               [ 4k: set 0 | set 1 | ...        ][ 2m: set 0 | ...   ][ 1g ]
  *
- * Per slot (one element of each typed array):
- *   vpn    Uint32   page number bits 31:0 (page number = linear address bits 56:shift)
- *   tag    Uint32   0 = empty, else:
- *                    31    27  26  25  24 .......... 13  12 ............ 0
- *                   [ 0     ][V][G][  PCID (12 bits) ][ page number 44:32 ]
- *   space  Uint32   EPT tag << 16 | VPID
- *   attr   Uint32   rights class: W U X D PKEY (bits 7:0 of the attributes above)
- *   info   Uint32   page shift of the translation: 12, 21, 30, or 22 (2 MiB fragment of a 4 MiB page)
- *   frame  Float64  physical base address of the cached page (< 2^52, exact)
- *   stamp  Float64  LRU: last use; FIFO: fill order (a clock that does not wrap before 2^53)
+ * Per slot s, what a hit reads is interleaved in one Int32Array, so that V8 loads one
+ * array's data pointer and length for the whole probe, and the hit stays in integers:
+ *   ent[8s + 0]  vpn    page number bits 31:0 (page number = linear address bits 56:shift)
+ *   ent[8s + 1]  space  EPT tag << 16 | VPID
+ *   ent[8s + 2]  tag    0 = empty, else:
+ *                         31    27  26  25  24 .......... 13  12 ............ 0
+ *                        [ 0     ][V][G][  PCID (12 bits) ][ page number 44:32 ]
+ *   ent[8s + 3]  deny   deny[rights] (see `setPermissions`), refreshed when the rules change
+ *   ent[8s + 4]  frame  4 KiB frame number of the cached page's base, or -1 when the page
+ *                       reaches frame 2^31 (then `lookupFrame` defers to `lookup`)
+ *   ent[8s + 5..7]      unused (a power-of-two stride)
+ *   fs[2s]       frame  physical base address of the cached page (< 2^52, exact)
+ *   fs[2s + 1]   stamp  LRU: last use; FIFO: fill order (a clock that does not wrap before 2^53)
+ *   rights[s]    Uint8  rights class: W U X D PKEY (bits 7:0 of the attributes above)
+ *   info[s]      Uint8  page shift of the translation: 12, 21, 30, or 22 (2 MiB fragment of a 4 MiB page)
+ * The words are signed: vpn and space compare with keys made by `| 0`, not `>>> 0`.
  *
  * Filled slots are also listed in `used` (dense, in no order) with each slot's index in
  * `usedPos`, so a flush visits only the entries in use and removes one in O(1) by moving
  * the last listed slot into its place.
  */
+const E_STRIDE = 8;
+const E_VPN = 0;
+const E_SPACE = 1;
+const E_TAG = 2;
+const E_DENY = 3;
+const E_FRAME = 4;
+const F_STRIDE = 2;
+const F_STAMP = 1;
+/** `i >>> E_TO_F` turns an index into `ent` (slot * E_STRIDE) into one into `fs` (slot * F_STRIDE). */
+const E_TO_F = 2;
+/** `ent[E_FRAME]` holds frame numbers up to this bound (exclusive) for every 4 KiB page of the entry. */
+const FRAME_LIMIT = 2 ** 31;
+
 const TAG_VALID = 1 << 26;
 const TAG_GLOBAL = 1 << 25;
 const TAG_PCID_SHIFT = 13;
@@ -243,13 +268,12 @@ export class Tlb {
   /** `stats.hits`, one load closer to the hit path. */
   private readonly hits = this.stats.hits;
 
-  private readonly vpn: Uint32Array;
-  private readonly tag: Uint32Array;
-  private readonly space: Uint32Array;
-  private readonly attr: Uint32Array;
-  private readonly info: Uint32Array;
-  private readonly frame: Float64Array;
-  private readonly stamp: Float64Array;
+  /** Per slot s, at 8s: vpn, space, tag, deny word, frame number (see "Slots"). */
+  private readonly ent: Int32Array;
+  /** Per slot s: frame at 2s, stamp at 2s + 1. */
+  private readonly fs: Float64Array;
+  /** Per slot: the translation's page shift (cold: flushes and inspection only). */
+  private readonly info: Uint8Array;
   private readonly used: Uint32Array;
   private readonly usedPos: Uint32Array;
   private inUse = 0;
@@ -264,6 +288,8 @@ export class Tlb {
 
   /** [rights class] → bit a set when access descriptor a (ACCESS_* & 0x1f) cannot hit. */
   private readonly deny = new Uint32Array(256).fill(0xffffffff);
+  /** Per slot: its rights class (the `deny` index), to refresh its deny word. */
+  private readonly rights: Uint8Array;
   private readonly lru: boolean;
   private readonly random: boolean;
   private clock = 0;
@@ -272,7 +298,7 @@ export class Tlb {
   private curVpid = 0;
   private curPcid = 0;
   private curEpt = 0;
-  /** EPT tag << 16 | VPID, compared with `space`. */
+  /** EPT tag << 16 | VPID (signed, as `ent` holds it), compared with `space`. */
   private curSpace = 0;
   /** PCID << 13 | V, or'ed with the page number bits 44:32 to give a non-global entry's tag. */
   private curTag = TAG_VALID;
@@ -295,13 +321,10 @@ export class Tlb {
     this.capacity = n;
     this.ways4k = this.zWays[TLB_4K];
     this.setMask4k = this.zSetMask[TLB_4K];
-    this.vpn = new Uint32Array(n);
-    this.tag = new Uint32Array(n);
-    this.space = new Uint32Array(n);
-    this.attr = new Uint32Array(n);
-    this.info = new Uint32Array(n);
-    this.frame = new Float64Array(n);
-    this.stamp = new Float64Array(n);
+    this.ent = new Int32Array(n * E_STRIDE);
+    this.fs = new Float64Array(n * F_STRIDE);
+    this.info = new Uint8Array(n);
+    this.rights = new Uint8Array(n);
     this.used = new Uint32Array(n);
     this.usedPos = new Uint32Array(n);
     this.lru = c.policy === "lru";
@@ -336,7 +359,7 @@ export class Tlb {
     checkRange(eptTag, 0xffff, "EPT tag");
     this.curVpid = vpid;
     this.curEpt = eptTag;
-    this.curSpace = ((eptTag << 16) | vpid) >>> 0;
+    this.curSpace = (eptTag << 16) | vpid;
     this.setPcid(pcid);
   }
 
@@ -353,8 +376,8 @@ export class Tlb {
    * called the TLB decides nothing and every lookup misses.
    *
    * The table has one 32-bit word per rights class (W U X D PKEY: 256 classes): bit a is set
-   * when access descriptor a must walk. 256 × 32 checks, done here so a hit does one load
-   * and one shift.
+   * when access descriptor a must walk. 256 × 32 checks, done here; each filled entry keeps
+   * its class's word (refreshed below, O(entries in use)), so a hit decides with one shift.
    */
   setPermissions(p: TlbPermissions): void {
     const deny = this.deny;
@@ -378,6 +401,11 @@ export class Tlb {
       }
       deny[c] = bits >>> 0;
     }
+    const e = this.ent;
+    for (let i = 0; i < this.inUse; i++) {
+      const s = this.used[i];
+      e[s * E_STRIDE + E_DENY] = deny[this.rights[s]];
+    }
   }
 
   // -------------------------------------------------------------------------------------------
@@ -387,42 +415,62 @@ export class Tlb {
    * Looks up the linear address (halves) for an access (ACCESS_* bits) in the current
    * context. Returns the physical address, or TLB_MISS when the access must walk: no entry,
    * or an entry that cannot decide the access (write through a clean entry, rights or keys
-   * that forbid it). Allocates nothing.
+   * that forbid it). Allocates nothing. (`lookupFrame` × 4096 + offset, exact below 2^43.)
    */
   lookup(vaHi: number, vaLo: number, access: number): number {
+    const fn = this.lookupFrame(vaHi, vaLo, access);
+    if (fn >= 0) return fn * 4096 + (vaLo & 0xfff);
+    if (fn === MISS) return MISS;
+    return this.hitHighFrame(vaHi, vaLo);
+  }
+
+  /**
+   * `lookup` for callers that want the 4 KiB frame number of the physical address
+   * (`Vcpu.read32`/`write32`): an integer, where the address is a double the caller would
+   * have to divide. Returns the frame number, TLB_MISS (counted as `lookup` counts it), or
+   * TLB_HIGH_FRAME when the entry's page reaches frame 2^31 (physical 8 TiB): then nothing
+   * was counted and `lookup` gives the address.
+   */
+  lookupFrame(vaHi: number, vaLo: number, access: number): number {
     const h = vaHi & VA_HI_MASK;
     // The 4 KiB array first, on its own (its slots start at 0): most hits end here, and
     // plain fields instead of the per-size arrays keep the probe short.
     const ways = this.ways4k;
     if (ways !== 0) {
-      const lo = ((vaLo >>> 12) | (h << 20)) >>> 0;
+      const lo = (vaLo >>> 12) | (h << 20);
       const hi = h >>> 12;
-      const vpnArr = this.vpn;
-      const spaceArr = this.space;
+      const e = this.ent;
       const space = this.curSpace;
-      let s = (lo & this.setMask4k) * ways;
-      for (const end = s + ways; s < end; s++) {
-        if (vpnArr[s] !== lo || spaceArr[s] !== space) continue;
-        const t = this.tag[s];
+      // The masks change nothing (sets <= 2^16, ways <= 256, slots < 2^20) but bound the
+      // index for V8's typer, so `i + E_TAG` etc. need no overflow checks.
+      const first = (((lo & this.setMask4k & 0xffff) * (ways & 0x1ff)) & 0xfffff) * E_STRIDE;
+      const end = first + (ways & 0x1ff) * E_STRIDE;
+      for (let i = first; i < end; i += E_STRIDE) {
+        if (e[i + E_VPN] !== lo || e[i + E_SPACE] !== space) continue;
+        const t = e[i + E_TAG];
         if (t !== (hi | this.curTag) && (t & ~TAG_PCID_MASK) !== (hi | TAG_VALID | TAG_GLOBAL)) continue;
-        if ((this.deny[this.attr[s]] >>> access) & 1) {
+        if ((e[i + E_DENY] >>> access) & 1) {
           this.stats.rightsMisses++;
           this.stats.misses++;
-          return TLB_MISS;
+          return MISS;
         }
-        if (this.lru) this.stamp[s] = ++this.clock;
-        this.hits[TLB_4K]++;
-        return this.frame[s] + (vaLo & 0xfff);
+        const fn = e[i + E_FRAME];
+        if (fn < 0) return HIGH;
+        // `=== true` is one compare; V8 tests a boolean field's truthiness at length. The
+        // literal 0 is TLB_4K (an exported constant is a cell load, see MISS).
+        if (this.lru === true) this.fs[(i >>> E_TO_F) + F_STAMP] = ++this.clock;
+        this.hits[0]++;
+        return fn;
       }
     }
-    return this.lookupLarge(h, vaLo, access);
+    // `| 0` changes nothing (the result is an int32) but tells V8 so: the hit above then
+    // returns its frame number untagged.
+    return this.lookupFrameLarge(h, vaLo, access) | 0;
   }
 
-  /** `lookup` in the 2 MiB and 1 GiB arrays. */
-  private lookupLarge(h: number, vaLo: number, access: number): number {
-    const vpnArr = this.vpn;
-    const spaceArr = this.space;
-    const tagArr = this.tag;
+  /** `lookupFrame` in the 2 MiB and 1 GiB arrays. */
+  private lookupFrameLarge(h: number, vaLo: number, access: number): number {
+    const e = this.ent;
     const space = this.curSpace;
     const ctxTag = this.curTag;
     for (let z = TLB_2M; z < 3; z++) {
@@ -430,30 +478,65 @@ export class Tlb {
       if (ways === 0) continue;
       const shift = SHIFTS[z];
       // Page number halves: bits 31:0 select the set and are compared; bits 44:32 are in the tag.
-      const lo = ((vaLo >>> shift) | (h << (32 - shift))) >>> 0;
+      const lo = (vaLo >>> shift) | (h << (32 - shift));
       const hi = h >>> shift;
       const want = hi | ctxTag;
       const wantGlobal = hi | TAG_VALID | TAG_GLOBAL;
-      let s = this.zBase[z] + (lo & this.zSetMask[z]) * ways;
-      for (const end = s + ways; s < end; s++) {
-        if (vpnArr[s] !== lo || spaceArr[s] !== space) continue;
-        const t = tagArr[s];
+      let i = (this.zBase[z] + (lo & this.zSetMask[z]) * ways) * E_STRIDE;
+      for (const end = i + ways * E_STRIDE; i < end; i += E_STRIDE) {
+        if (e[i + E_VPN] !== lo || e[i + E_SPACE] !== space) continue;
+        const t = e[i + E_TAG];
         // A non-global entry matches on its PCID; a global one on any PCID (mask the PCID out).
         if (t !== want && (t & ~TAG_PCID_MASK) !== wantGlobal) continue;
-        // One load and one shift decide the access; `>>> access` uses only its low five
-        // bits, the permission-table index (ACCESS_PERM_INDEX_MASK).
-        if ((this.deny[this.attr[s]] >>> access) & 1) {
+        // The entry's deny word and one shift decide the access; `>>> access` uses only its
+        // low five bits, the permission-table index (ACCESS_PERM_INDEX_MASK).
+        if ((e[i + E_DENY] >>> access) & 1) {
           this.stats.rightsMisses++;
           this.stats.misses++;
-          return TLB_MISS;
+          return MISS;
         }
-        if (this.lru) this.stamp[s] = ++this.clock;
+        const fn = e[i + E_FRAME];
+        if (fn < 0) return HIGH;
+        if (this.lru === true) this.fs[(i >>> E_TO_F) + F_STAMP] = ++this.clock;
         this.hits[z]++;
-        return this.frame[s] + (vaLo & ((1 << shift) - 1));
+        // The 4 KiB frame inside the cached page (`insert` keeps the sum below 2^31).
+        return fn + ((vaLo >>> 12) & ((1 << (shift - 12)) - 1));
       }
     }
     this.stats.misses++;
-    return TLB_MISS;
+    return MISS;
+  }
+
+  /**
+   * `lookup` after `lookupFrame` returned TLB_HIGH_FRAME: the same entry (the first that
+   * matches, in lookup order), whose rights allow the access; counted here.
+   */
+  private hitHighFrame(vaHi: number, vaLo: number): number {
+    const s = this.find(vaHi, vaLo);
+    const z = s < this.zBase[1] ? 0 : s < this.zBase[2] ? 1 : 2;
+    if (this.lru) this.fs[s * F_STRIDE + F_STAMP] = ++this.clock;
+    this.hits[z]++;
+    return this.fs[s * F_STRIDE] + (vaLo & (2 ** SHIFTS[z] - 1));
+  }
+
+  /** The slot a lookup in the current context matches for this address, or -1 (counts nothing). */
+  private find(vaHi: number, vaLo: number): number {
+    const h = vaHi & VA_HI_MASK;
+    for (let z = 0; z < 3; z++) {
+      const ways = this.zWays[z];
+      if (ways === 0) continue;
+      const shift = SHIFTS[z];
+      const lo = (vaLo >>> shift) | (h << (32 - shift));
+      const hi = h >>> shift;
+      const first = this.zBase[z] + (lo & this.zSetMask[z]) * ways;
+      for (let s = first; s < first + ways; s++) {
+        const i = s * E_STRIDE;
+        const t = this.ent[i + E_TAG];
+        if (this.ent[i + E_VPN] !== lo || this.ent[i + E_SPACE] !== this.curSpace) continue;
+        if (t === (hi | this.curTag) || (t & ~TAG_PCID_MASK) === (hi | TAG_VALID | TAG_GLOBAL)) return s;
+      }
+    }
+    return -1;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -487,19 +570,24 @@ export class Tlb {
     }
     const shift = SHIFTS[z];
     const h = vaHi & VA_HI_MASK;
-    const lo = ((vaLo >>> shift) | (h << (32 - shift))) >>> 0;
+    const lo = (vaLo >>> shift) | (h << (32 - shift));
     const hi = h >>> shift;
     const first = this.zBase[z] + (lo & this.zSetMask[z]) * ways;
     const s = this.victim(z, first, ways);
-    this.vpn[s] = lo;
-    this.tag[s] =
-      (hi | TAG_VALID | (this.curPcid << TAG_PCID_SHIFT) | (attrs & TLB_GLOBAL ? TAG_GLOBAL : 0)) >>> 0;
-    this.space[s] = this.curSpace;
-    this.attr[s] = attrs & 0xff;
+    const e = this.ent;
+    const i = s * E_STRIDE;
+    e[i + E_VPN] = lo;
+    e[i + E_SPACE] = this.curSpace;
+    e[i + E_TAG] = hi | TAG_VALID | (this.curPcid << TAG_PCID_SHIFT) | (attrs & TLB_GLOBAL ? TAG_GLOBAL : 0);
+    e[i + E_DENY] = this.deny[attrs & 0xff];
+    this.rights[s] = attrs & 0xff;
     this.info[s] = pageShift;
     // The base of the cached page: for a 4 MiB page, of the 2 MiB fragment holding the address.
-    this.frame[s] = physical - (physical % 2 ** shift);
-    this.stamp[s] = ++this.clock;
+    const base = physical - (physical % 2 ** shift);
+    this.fs[s * F_STRIDE] = base;
+    const fn = base / 4096;
+    e[i + E_FRAME] = fn + 2 ** (shift - 12) <= FRAME_LIMIT ? fn : -1;
+    this.fs[s * F_STRIDE + F_STAMP] = ++this.clock;
     this.used[this.inUse] = s;
     this.usedPos[s] = this.inUse++;
     this.stats.inserts[z]++;
@@ -514,12 +602,13 @@ export class Tlb {
   /** An empty way of the set, else the one the policy gives up (counted as an eviction). */
   private victim(z: number, first: number, ways: number): number {
     const end = first + ways;
-    for (let s = first; s < end; s++) if (this.tag[s] === 0) return s;
+    for (let s = first; s < end; s++) if (this.ent[s * E_STRIDE + E_TAG] === 0) return s;
     let v = first;
     if (this.random) v = first + this.nextRandom(ways);
     else {
       // LRU: stamps are last uses; FIFO: fill times. Either way, the oldest goes.
-      for (let s = first + 1; s < end; s++) if (this.stamp[s] < this.stamp[v]) v = s;
+      const f = this.fs;
+      for (let s = first + 1; s < end; s++) if (f[s * F_STRIDE + F_STAMP] < f[v * F_STRIDE + F_STAMP]) v = s;
     }
     this.remove(v);
     this.stats.evictions[z]++;
@@ -541,7 +630,7 @@ export class Tlb {
     const last = this.used[--this.inUse];
     this.used[p] = last;
     this.usedPos[last] = p;
-    this.tag[s] = 0;
+    this.ent[s * E_STRIDE + E_TAG] = 0;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -725,7 +814,7 @@ export class Tlb {
     let n = 0;
     for (let i = this.inUse - 1; i >= 0; i--) {
       const s = this.used[i];
-      if ((this.space[s] & 0xffff) !== vpid) continue;
+      if ((this.ent[s * E_STRIDE + E_SPACE] & 0xffff) !== vpid) continue;
       const shift = this.info[s];
       const span = 2 ** (shift - 12);
       // The cached page's first 4 KiB page, rounded down to the translation (4 MiB fragments).
@@ -741,7 +830,7 @@ export class Tlb {
   /** Drops every entry (power-up, reset, or a flush request that names no context). */
   flushAll(): number {
     const n = this.inUse;
-    for (let i = 0; i < n; i++) this.tag[this.used[i]] = 0;
+    for (let i = 0; i < n; i++) this.ent[this.used[i] * E_STRIDE + E_TAG] = 0;
     this.inUse = 0;
     return this.count(FLUSH_ALL, n);
   }
@@ -784,10 +873,10 @@ export class Tlb {
     for (let z = 0; z < 3; z++) {
       if (this.zWays[z] === 0) continue;
       const shift = SHIFTS[z];
-      const lo = ((vaLo >>> shift) | (h << (32 - shift))) >>> 0;
+      const lo = (vaLo >>> shift) | (h << (32 - shift));
       const hi = h >>> shift;
       n += this.dropInSet(z, lo, hi, mode, p1, p2, false);
-      if (z === TLB_2M && siblings) n += this.dropInSet(z, (lo ^ 1) >>> 0, hi, mode, p1, p2, true);
+      if (z === TLB_2M && siblings) n += this.dropInSet(z, lo ^ 1, hi, mode, p1, p2, true);
     }
     return n;
   }
@@ -805,8 +894,8 @@ export class Tlb {
     const first = this.zBase[z] + (lo & this.zSetMask[z]) * ways;
     let n = 0;
     for (let s = first; s < first + ways; s++) {
-      const t = this.tag[s];
-      if (t === 0 || this.vpn[s] !== lo || (t & TAG_VPN_HI) !== hi) continue;
+      const t = this.ent[s * E_STRIDE + E_TAG];
+      if (t === 0 || this.ent[s * E_STRIDE + E_VPN] !== lo || (t & TAG_VPN_HI) !== hi) continue;
       if (fragmentsOnly && this.info[s] !== FRAGMENT_OF_4M) continue;
       if (this.matches(s, mode, p1, p2)) {
         this.remove(s);
@@ -817,8 +906,8 @@ export class Tlb {
   }
 
   private matches(s: number, mode: number, p1: number, p2: number): boolean {
-    const space = this.space[s];
-    const t = this.tag[s];
+    const space = this.ent[s * E_STRIDE + E_SPACE];
+    const t = this.ent[s * E_STRIDE + E_TAG];
     const global = (t & TAG_GLOBAL) !== 0;
     const vpid = space & 0xffff;
     const pcid = (t & TAG_PCID_MASK) >>> TAG_PCID_SHIFT;
@@ -851,15 +940,15 @@ export class Tlb {
   private firstPage(s: number): number {
     const z = s < this.zBase[1] ? 0 : s < this.zBase[2] ? 1 : 2;
     const shift = SHIFTS[z];
-    const hi = this.tag[s] & TAG_VPN_HI;
-    return (hi * 0x100000000 + this.vpn[s]) * 2 ** (shift - 12);
+    const hi = this.ent[s * E_STRIDE + E_TAG] & TAG_VPN_HI;
+    return (hi * 0x100000000 + (this.ent[s * E_STRIDE + E_VPN] >>> 0)) * 2 ** (shift - 12);
   }
 
   private decode(s: number): TlbEntry {
     const z = s < this.zBase[1] ? 0 : s < this.zBase[2] ? 1 : 2;
     const ways = this.zWays[z];
-    const t = this.tag[s];
-    const space = this.space[s];
+    const t = this.ent[s * E_STRIDE + E_TAG];
+    const space = this.ent[s * E_STRIDE + E_SPACE];
     const shift = SHIFTS[z];
     const page = this.firstPage(s);
     const global = (t & TAG_GLOBAL) !== 0;
@@ -874,8 +963,8 @@ export class Tlb {
       page,
       vaHi: Math.floor(page / 2 ** 20),
       vaLo: ((page % 2 ** 20) * 4096) >>> 0,
-      physical: this.frame[s],
-      attrs: this.attr[s] | (global ? TLB_GLOBAL : 0),
+      physical: this.fs[s * F_STRIDE],
+      attrs: this.rights[s] | (global ? TLB_GLOBAL : 0),
       global,
       vpid: space & 0xffff,
       pcid: (t & TAG_PCID_MASK) >>> TAG_PCID_SHIFT,
@@ -900,22 +989,8 @@ export class Tlb {
    * counting, without touching LRU state, and whatever the access rights; null if none.
    */
   peek(vaHi: number, vaLo: number): TlbEntry | null {
-    const h = vaHi & VA_HI_MASK;
-    for (let z = 0; z < 3; z++) {
-      const ways = this.zWays[z];
-      if (ways === 0) continue;
-      const shift = SHIFTS[z];
-      const lo = ((vaLo >>> shift) | (h << (32 - shift))) >>> 0;
-      const hi = h >>> shift;
-      const first = this.zBase[z] + (lo & this.zSetMask[z]) * ways;
-      for (let s = first; s < first + ways; s++) {
-        const t = this.tag[s];
-        if (this.vpn[s] !== lo || this.space[s] !== this.curSpace) continue;
-        if (t === (hi | this.curTag) || (t & ~TAG_PCID_MASK) === (hi | TAG_VALID | TAG_GLOBAL))
-          return this.decode(s);
-      }
-    }
-    return null;
+    const s = this.find(vaHi, vaLo);
+    return s < 0 ? null : this.decode(s);
   }
 
   /**
@@ -929,7 +1004,7 @@ export class Tlb {
     let filled = 0;
     const keys = new Set<string>();
     for (let s = 0; s < this.capacity; s++) {
-      const t = this.tag[s];
+      const t = this.ent[s * E_STRIDE + E_TAG];
       if (t === 0) continue;
       filled++;
       const e = this.decode(s);
@@ -937,7 +1012,7 @@ export class Tlb {
       if (p >= this.inUse || this.used[p] !== s) problems.push(`slot ${s} is filled but not listed as used`);
       if ((t & TAG_VALID) === 0 || t >>> 27 !== 0) problems.push(`slot ${s}: bad tag 0x${t.toString(16)}`);
       const z = TLB_SIZES.indexOf(e.size);
-      if ((this.vpn[s] & this.zSetMask[z]) !== e.set)
+      if ((this.ent[s * E_STRIDE + E_VPN] & this.zSetMask[z]) !== e.set)
         problems.push(`slot ${s} is in set ${e.set}, wrong for its page`);
       const okShift =
         z === 0
@@ -948,13 +1023,14 @@ export class Tlb {
       if (!okShift) problems.push(`slot ${s}: page shift ${e.pageShift} in the ${e.size} array`);
       if (e.physical % 2 ** e.cachedShift !== 0)
         problems.push(`slot ${s}: frame ${e.physical} is not aligned`);
-      const key = `${z}:${e.page}:${this.space[s]}:${e.global ? "g" : e.pcid}`;
+      const key = `${z}:${e.page}:${this.ent[s * E_STRIDE + E_SPACE]}:${e.global ? "g" : e.pcid}`;
       if (keys.has(key)) problems.push(`slot ${s} duplicates another entry (${key})`);
       keys.add(key);
     }
     if (filled !== this.inUse) problems.push(`${filled} slots are filled but ${this.inUse} are listed`);
     for (let i = 0; i < this.inUse; i++)
-      if (this.tag[this.used[i]] === 0) problems.push(`listed slot ${this.used[i]} is empty`);
+      if (this.ent[this.used[i] * E_STRIDE + E_TAG] === 0)
+        problems.push(`listed slot ${this.used[i]} is empty`);
     return problems;
   }
 

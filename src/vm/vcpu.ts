@@ -54,8 +54,12 @@ export interface GuestFault {
 
 export type AccessResult<T> = { ok: true; value: T } | { ok: false; fault: GuestFault };
 
-/** `Vcpu.status` values. */
-export const ACCESS_OK = 0;
+/**
+ * `Vcpu.status` values. The hot path uses the module-local `OK`: V8 folds it, where an
+ * exported constant is loaded from its module cell and checked for the hole on every use.
+ */
+const OK = 0;
+export const ACCESS_OK = OK;
 export const ACCESS_FAULTED = 1;
 
 /** `translate` results below zero. */
@@ -345,13 +349,24 @@ export class Vcpu {
     if ((vaLo & 3) !== 0) throw new RangeError("read32 needs a 4-byte aligned address");
     const stats = this.stats;
     stats.accesses++;
-    let hpa = this.tlb.lookup(vaHi, vaLo, access);
-    if (hpa === TLB_MISS) {
-      stats.tlbMisses++;
-      hpa = this.miss(vaHi, vaLo, access);
-      if (hpa < 0) return this.slowEnd(hpa, 4, false, 0);
-    } else stats.tlbHits++;
-    this.status = ACCESS_OK;
+    // The hit path stays in integers: the TLB gives the host frame number, and paging keeps
+    // address bits 11:0, so the word comes from vaLo.
+    const fn = this.tlb.lookupFrame(vaHi, vaLo, access);
+    if (fn >= 0) {
+      stats.tlbHits++;
+      this.status = OK;
+      const host = this.host;
+      const words = host.frameWords(fn)!;
+      return words[host.frameBase + ((vaLo & 0xfff) >>> 2)];
+    }
+    return this.read32Rest(vaHi, vaLo, access, fn);
+  }
+
+  /** `read32` after a TLB miss (or a frame number of 2^31 or more): kept out of the hit path's code. */
+  private read32Rest(vaHi: number, vaLo: number, access: number, fn: number): number {
+    const hpa = this.translateRest(vaHi, vaLo, access, fn);
+    if (hpa < 0) return this.slowEnd(hpa, 4, false, 0);
+    this.status = OK;
     const host = this.host;
     const words = host.frameWords(Math.floor(hpa / 4096))!;
     return words[host.frameBase + ((hpa & 0xfff) >>> 2)];
@@ -362,13 +377,23 @@ export class Vcpu {
     if ((vaLo & 3) !== 0) throw new RangeError("write32 needs a 4-byte aligned address");
     const stats = this.stats;
     stats.accesses++;
-    let hpa = this.tlb.lookup(vaHi, vaLo, access);
-    if (hpa === TLB_MISS) {
-      stats.tlbMisses++;
-      hpa = this.miss(vaHi, vaLo, access);
-      if (hpa < 0) return this.slowEnd(hpa, 4, true, value) === 0 && this.status === ACCESS_OK;
-    } else stats.tlbHits++;
-    this.status = ACCESS_OK;
+    const fn = this.tlb.lookupFrame(vaHi, vaLo, access);
+    if (fn >= 0) {
+      stats.tlbHits++;
+      this.status = OK;
+      const host = this.host;
+      const words = host.frameWords(fn)!;
+      words[host.frameBase + ((vaLo & 0xfff) >>> 2)] = value;
+      return true;
+    }
+    return this.write32Rest(vaHi, vaLo, access, value, fn);
+  }
+
+  /** `write32` after a TLB miss (or a frame number of 2^31 or more). */
+  private write32Rest(vaHi: number, vaLo: number, access: number, value: number, fn: number): boolean {
+    const hpa = this.translateRest(vaHi, vaLo, access, fn);
+    if (hpa < 0) return this.slowEnd(hpa, 4, true, value) === 0 && this.status === OK;
+    this.status = OK;
     const host = this.host;
     const words = host.frameWords(Math.floor(hpa / 4096))!;
     words[host.frameBase + ((hpa & 0xfff) >>> 2)] = value;
@@ -488,6 +513,17 @@ export class Vcpu {
       this.stats.tlbHits++;
       return hpa;
     }
+    this.stats.tlbMisses++;
+    return this.miss(vaHi, vaLo, access);
+  }
+
+  /**
+   * `translate` after `Tlb.lookupFrame` gave no frame number: TLB_MISS (already counted by
+   * the TLB) walks; TLB_HIGH_FRAME (a hit with a frame number of 2^31 or more, nothing
+   * counted yet) takes the address from `lookup`.
+   */
+  private translateRest(vaHi: number, vaLo: number, access: number, r: number): number {
+    if (r !== TLB_MISS) return this.translate(vaHi, vaLo, access);
     this.stats.tlbMisses++;
     return this.miss(vaHi, vaLo, access);
   }

@@ -17,7 +17,7 @@
 
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { TLB_MISS, Tlb } from "../../src/hw/tlb.js";
+import { TLB_HIGH_FRAME, TLB_MISS, Tlb } from "../../src/hw/tlb.js";
 import {
   ACCESS_FETCH,
   ACCESS_IMPLICIT,
@@ -147,7 +147,7 @@ class Model {
 // The operations, with the rule each invalidation follows in the model.
 type Op =
   | { k: "insert"; va: bigint; shift: number; frame: number; attrs: number }
-  | { k: "lookup"; va: bigint; access: number }
+  | { k: "lookup"; va: bigint; access: number; frame: boolean }
   | { k: "ctx"; vpid: number; pcid: number; ept: number }
   | { k: "perm"; role: number }
   | { k: "addr"; kind: "invlpg" | "pageFault" | "eptViolation"; va: bigint }
@@ -215,15 +215,31 @@ const cr0Arb = fc.subarray([CR0_PG, CR0_WP]).map((bits) => bits.reduce((a, b) =>
 const opArb: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 6,
+    arbitrary: fc.constantFrom(12, 21, 22, 30).chain((shift) =>
+      fc.record({
+        k: fc.constant("insert" as const),
+        va: vaArb,
+        shift: fc.constant(shift),
+        // Small frames, any frame below 2^52, and the two sides of the bound under which the
+        // TLB keeps an entry's 4 KiB frame numbers as int32s (`lookupFrame`).
+        frame: fc.oneof(
+          small(0xffff),
+          fc.integer({ min: 0, max: 2 ** (52 - shift) - 1 }),
+          fc.constantFrom(2 ** (43 - shift) - 1, 2 ** (43 - shift)),
+        ),
+        attrs: small(0x1ff),
+      }),
+    ),
+  },
+  {
+    weight: 8,
     arbitrary: fc.record({
-      k: fc.constant("insert" as const),
+      k: fc.constant("lookup" as const),
       va: vaArb,
-      shift: fc.constantFrom(12, 21, 22, 30),
-      frame: small(0xffff),
-      attrs: small(0x1ff),
+      access: small(31),
+      frame: fc.boolean(),
     }),
   },
-  { weight: 8, arbitrary: fc.record({ k: fc.constant("lookup" as const), va: vaArb, access: small(31) }) },
   {
     weight: 3,
     arbitrary: fc.record({ k: fc.constant("ctx" as const), vpid: small(2), pcid: small(2), ept: small(2) }),
@@ -396,7 +412,20 @@ function run(spec: string, ops: Op[]): void {
       if (exact) expect(t.stats.replaced - replacedBefore, where).toBe(replaced);
     } else if (op.k === "lookup") {
       const [hi, lo] = halves(op.va);
-      const got = t.lookup(hi, lo, op.access);
+      const counted = t.stats.totalHits + t.stats.misses;
+      let got: number;
+      if (op.frame) {
+        // lookupFrame gives the 4 KiB frame number, or says to ask lookup (counting nothing).
+        const fn = t.lookupFrame(hi, lo, op.access);
+        if (fn === TLB_HIGH_FRAME) {
+          expect(t.stats.totalHits + t.stats.misses, where).toBe(counted);
+          got = t.lookup(hi, lo, op.access);
+          // Only for a page whose last 4 KiB frame number is 2^31 or more.
+          expect(got / 4096, where).toBeGreaterThan(2 ** 31 - 2 ** 18);
+        } else got = fn === TLB_MISS ? TLB_MISS : fn * 4096 + (lo & 0xfff);
+        if (fn >= 0) expect(fn, where).toBeLessThan(2 ** 31);
+      } else got = t.lookup(hi, lo, op.access);
+      expect(t.stats.totalHits + t.stats.misses, `${where}: counted once`).toBe(counted + 1);
       const cands = m.candidates(op.va);
       const answer = (c: ModelEntry) =>
         modelAllows(c.rights, op.access, role)
@@ -459,9 +488,9 @@ describe("the TLB against a reference model", () => {
     const ops: Op[] = [
       { k: "insert", va: 0x1000n, shift: 12, frame: 3, attrs: 0x10f },
       { k: "ctx", vpid: 0, pcid: 1, ept: 0 },
-      { k: "lookup", va: 0x1234n, access: 0 },
+      { k: "lookup", va: 0x1234n, access: 0, frame: false },
       { k: "addr", kind: "invlpg", va: 0x1000n },
-      { k: "lookup", va: 0x1234n, access: 0 },
+      { k: "lookup", va: 0x1234n, access: 0, frame: true },
     ];
     expect(() => run("4k:64x16,2m:16x16,1g:4x16", ops)).not.toThrow();
   });

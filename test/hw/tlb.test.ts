@@ -5,6 +5,7 @@ import {
   TLB_4K,
   TLB_DIRTY,
   TLB_GLOBAL,
+  TLB_HIGH_FRAME,
   TLB_MISS,
   Tlb,
   tlbAttrs,
@@ -115,6 +116,54 @@ describe("Tlb lookup and insert", () => {
     expect(t.stats.misses).toBe(2);
     expect(t.entriesInUse).toBe(3);
     expect(t.audit()).toEqual([]);
+  });
+
+  it("lookupFrame gives the 4 KiB frame number while the entry's frames are below 2^31", () => {
+    const t = makeTlb();
+    const frame = (va: bigint, access = 0) => {
+      const [hi, lo] = halves(va);
+      return t.lookupFrame(hi, lo, access);
+    };
+    put(t, 0x1000n, (2 ** 31 - 1) * K, 12);
+    put(t, 0x2000n, 2 ** 31 * K, 12);
+    put(t, 0x20_0000n, (2 ** 31 - 512) * K, 21); // last 4 KiB frame 2^31 - 1
+    put(t, 0x40_0000n, 2 ** 31 * K, 21);
+    put(t, 0x4000_0000n, 2 ** 39 * K, 30);
+    expect(frame(0x1ffcn)).toBe(2 ** 31 - 1);
+    expect(frame(0x20_0000n + 0x1f_f000n)).toBe(2 ** 31 - 1);
+    expect(frame(0x20_0000n + 0x3000n)).toBe(2 ** 31 - 512 + 3);
+    expect(t.stats.totalHits).toBe(3);
+    // Frame numbers from 2^31: counted by nothing, answered by lookup.
+    expect(frame(0x2ffcn)).toBe(TLB_HIGH_FRAME);
+    expect(frame(0x40_1000n)).toBe(TLB_HIGH_FRAME);
+    expect(frame(0x4000_0000n)).toBe(TLB_HIGH_FRAME);
+    expect(t.stats.totalHits + t.stats.misses).toBe(3);
+    expect(get(t, 0x2ffcn)).toBe(2 ** 31 * K + 0xffc);
+    expect(get(t, 0x41_2345n)).toBe(2 ** 31 * K + 0x1_2345);
+    expect(get(t, 0x4000_0000n + 0x3fff_fffcn)).toBe(2 ** 39 * K + 0x3fff_fffc);
+    expect([...t.stats.hits]).toEqual([2, 3, 1]);
+    // Misses and refused rights are counted as lookup counts them.
+    expect(frame(0x3000n)).toBe(TLB_MISS);
+    put(t, 0x5000n, 0x9000, 12, tlbAttrs(7, false, 0, false));
+    expect(frame(0x5000n, ACCESS_WRITE)).toBe(TLB_MISS);
+    expect(t.stats.misses).toBe(2);
+    expect(t.stats.rightsMisses).toBe(1);
+    expect(t.audit()).toEqual([]);
+  });
+
+  it("keeps words with bit 31 set exact: page numbers, VPIDs and EPT tags up to 0xffff", () => {
+    const t = makeTlb("tiny");
+    const va = 0x0800_0000_0234n; // page number bits 31:0 = 0x8000_0000
+    t.setContext(0xffff, 0xfff, 0xffff);
+    put(t, va, 0x7000, 12);
+    put(t, 0x0800_0010_0000n, 0x4000_0000, 30); // the 1 GiB page holding va
+    expect(get(t, va)).toBe(0x7234);
+    expect(t.peek(...halves(va))).toMatchObject({ vpid: 0xffff, pcid: 0xfff, eptTag: 0xffff, vaHi: 0x800 });
+    expect(t.audit()).toEqual([]);
+    expect(t.flushRange(0xffff, 0x8000_0001, 1)).toBe(1); // the 1 GiB page only
+    expect(get(t, va)).toBe(0x7234);
+    expect(t.invept(1, 0xffff)).toBe(1);
+    expect(get(t, va)).toBe(TLB_MISS);
   });
 
   it("takes the page base from any address inside the page", () => {
