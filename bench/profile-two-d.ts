@@ -35,6 +35,7 @@ for (let p = 0; p < passes; p++) {
     sum = (sum + (t.hostPhysical >>> 0) + t.refs) | 0;
   }
   const c = process.cpuUsage(t0);
-  if (p % 5 === 4) console.log(`pass ${p}: ${(count / ((c.user + c.system) / 1e6) / 1e6).toFixed(2)} M 2-D walks/s`);
+  if (p % 5 === 4)
+    console.log(`pass ${p}: ${(count / ((c.user + c.system) / 1e6) / 1e6).toFixed(2)} M 2-D walks/s`);
 }
 console.log(sum >>> 0);

@@ -66,7 +66,10 @@ export function specializeEpt(f: PagingFormat, memory: FrameSource): Specialized
 function compile(source: string, memory: FrameSource): SpecializedTranslate | null {
   const kind = Object.getPrototypeOf(memory) ?? memory;
   let bySource = compiled.get(kind);
-  if (bySource === undefined) compiled.set(kind, (bySource = new Map()));
+  if (bySource === undefined) {
+    bySource = new Map();
+    compiled.set(kind, bySource);
+  }
   let fn = bySource.get(source);
   if (fn === undefined) {
     try {
