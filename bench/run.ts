@@ -1,15 +1,23 @@
 /**
- * Runs the benchmarks: every bench/*.bench.ts (or those named on the command line), then
- * writes bench/results/<timestamp>.json and bench/results/latest.json.
+ * Runs the benchmarks: every bench/*.bench.ts (or those named on the command line), each in
+ * a process of its own, then writes bench/results/<timestamp>.json and
+ * bench/results/latest.json.
  *
  *   npm run bench                 all benchmarks
  *   npm run bench -- walk         only walk.bench.ts
  *   npm run bench -- --quick      small workloads, few repetitions (checks the code runs)
+ *
+ * A process per benchmark because V8's type feedback is per process: one benchmark's code
+ * paths (the shadow MMU's, another walker format's) made polymorphic by the benchmarks run
+ * before it measured 10-25 % slower than the same benchmark alone. The C references run in
+ * processes of their own anyway.
  */
 
-import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   BENCH_DIR,
   type BenchContext,
@@ -24,7 +32,10 @@ import {
 
 const args = process.argv.slice(2);
 const quick = args.includes("--quick");
-const only = args.filter((a) => !a.startsWith("--"));
+// `--result FILE`: run the one named benchmark in this process and write its result to FILE.
+const resultIndex = args.indexOf("--result");
+const resultFile = resultIndex >= 0 ? args[resultIndex + 1] : undefined;
+const only = args.filter((a, i) => !a.startsWith("--") && (resultIndex < 0 || i !== resultIndex + 1));
 
 const files = readdirSync(BENCH_DIR)
   .filter((f) => f.endsWith(".bench.ts"))
@@ -43,19 +54,55 @@ const ctx: BenchContext = {
 };
 
 mkdirSync(BUILD_DIR, { recursive: true });
-const machine = machineInfo();
-const started = new Date();
-const results: Record<string, { description: string; seconds: number } & BenchResult> = {};
-ctx.log(
-  `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.gcc}${quick ? " (quick)" : ""}`,
-);
-for (const f of files) {
+type Result = { description: string; seconds: number } & BenchResult;
+
+async function runHere(f: string): Promise<Result> {
   const mod = (await import(pathToFileURL(join(BENCH_DIR, f)).href)) as { default: Benchmark };
   const b = mod.default;
   ctx.log(`\n== ${b.name}: ${b.description}`);
   const t0 = performance.now();
   const r = await b.run(ctx);
-  results[b.name] = { description: b.description, seconds: (performance.now() - t0) / 1000, ...r };
+  return { description: b.description, seconds: (performance.now() - t0) / 1000, ...r };
+}
+
+if (resultFile !== undefined) {
+  writeFileSync(resultFile, JSON.stringify(await runHere(files[0])));
+  process.exit(0);
+}
+
+const machine = machineInfo();
+const started = new Date();
+const results: Record<string, Result> = {};
+ctx.log(
+  `${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.gcc}${quick ? " (quick)" : ""}`,
+);
+const scratch = mkdtempSync(join(tmpdir(), "vmmu-bench-"));
+try {
+  for (const f of files) {
+    const name = f.replace(/\.bench\.ts$/, "");
+    const out = join(scratch, `${name}.json`);
+    const child = spawnSync(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        fileURLToPath(import.meta.url),
+        name,
+        "--result",
+        out,
+        ...(quick ? ["--quick"] : []),
+      ],
+      { stdio: ["ignore", "inherit", "inherit"], cwd: join(BENCH_DIR, "..") },
+    );
+    if (child.status !== 0) {
+      console.error(`benchmark ${name} failed (exit ${child.status ?? child.signal})`);
+      process.exit(1);
+    }
+    const r = JSON.parse(readFileSync(out, "utf8")) as Result;
+    results[name] = r;
+  }
+} finally {
+  rmSync(scratch, { recursive: true, force: true });
 }
 
 const report = { date: started.toISOString(), quick, machine, results };
