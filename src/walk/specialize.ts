@@ -110,7 +110,7 @@ class Emitter {
     this.emit(`const tags = fc.gfn, frames = fc.words, bases = fc.base, mask = fc.mask;`);
     this.emit(`const halves = w.halves, wLevel = w.level, wAddr = w.entryAddr;`);
     this.emit(
-      `let g = walker.rootGfn, all = -1, xd = 0, lo = 0, hi = 0, index = 0, slot = 0, at = 0, words = null;`,
+      `let g = walker.rootGfn, all = -1, xd = 0, lo = 0, hi = 0, index = 0, slot = 0, at = 0, k = 0, words = null;`,
     );
   }
 
@@ -206,9 +206,18 @@ function eptSource(f: PagingFormat): string {
       e.emit(`return (all & 0x100) !== 0 && ((access & 1) === 0 || (lo & 0x200) !== 0) ? 1 : 2;`);
     }
   };
+  // The misconfiguration table ([memory type << 3 | XWR] → 1) as bit masks, so a check is
+  // a shift of a literal rather than a table load: leaves index all 64 combinations (two
+  // words), non-leaf entries have no memory type (the first 8).
+  const bad = f.eptBadBits;
+  let badLo = 0;
+  let badHi = 0;
+  for (let i = 0; i < 64; i++) {
+    if (bad[i] === 0) continue;
+    if (i < 32) badLo |= 1 << i;
+    else badHi |= 1 << (i - 32);
+  }
   e.emit(`"use strict";`);
-  // The misconfiguration table ([memory type << 3 | XWR] → 1), as a literal.
-  e.emit(`const bad = Uint8Array.from([${Array.from(f.eptBadBits).join(",")}]);`);
   e.head(`translateEpt${f.levels}`);
   e.locals();
   for (let l = f.levels, d = 0; l >= 1; l--, d++) {
@@ -218,7 +227,9 @@ function eptSource(f: PagingFormat): string {
       e.emit(
         `if ((lo & ${f.rsvdLo[l * 2 + 1] | 0}) !== 0 || (hi & ${f.rsvdHi[l * 2 + 1] | 0}) !== 0) return 0;`,
       );
-      e.emit(`if (bad[(lo & 0x38) | ${xwr}] !== 0) return 0;`); // a misconfiguration
+      // A misconfiguration: memory type and XWR.
+      e.emit(`k = (lo & 0x38) | ${xwr};`);
+      e.emit(`if ((((k & 32) === 0 ? ${badLo | 0} : ${badHi | 0}) >>> (k & 31)) & 1) return 0;`);
       finish(l, d + 1);
     };
     if (l === 1) {
@@ -231,7 +242,7 @@ function eptSource(f: PagingFormat): string {
       e.emit(`}`);
     }
     e.emit(`if ((lo & ${f.rsvdLo[l * 2] | 0}) !== 0 || (hi & ${f.rsvdHi[l * 2] | 0}) !== 0) return 0;`);
-    e.emit(`if (bad[${xwr}] !== 0) return 0;`);
+    e.emit(`if (((${badLo & 0xff} >>> (${xwr})) & 1) !== 0) return 0;`);
     e.emit(`all &= lo;`);
     e.emit(`g = (hi & 0xfffff) * 0x100000 + (lo >>> 12);`);
   }
