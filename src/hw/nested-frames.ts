@@ -153,7 +153,8 @@ export class NestedFrameSource implements FrameSource {
     }
     const gpa = gfn * 4096;
     const w = this.nested;
-    const ok = this.hostWalker.walk(Math.floor(gpa / 0x100000000), gpa >>> 0, this.tableRead, w);
+    // Only where the frame is matters on success (a failure is a full walk: the exit's record).
+    const ok = this.hostWalker.walkAddress(Math.floor(gpa / 0x100000000), gpa >>> 0, this.tableRead, w);
     this.refs += w.depth;
     if (!ok) {
       this.failed = true;

@@ -9,6 +9,9 @@
  * level's slots are constants). It is the same walk: every check, every record field and
  * the FAST_* outcome are those of `translateFast`, which a differential test holds it to.
  *
+ * A lean variant records no path (for `GuestWalker.walkAddress`: callers that need only
+ * where an address goes).
+ *
  * Where code generation is forbidden (a browser page with a Content-Security-Policy
  * without 'unsafe-eval', `node --disallow-code-generation-from-strings`), `specializeX86`
  * returns null and the walker keeps its generic fast path.
@@ -50,8 +53,12 @@ const compiled = new WeakMap<object, Map<string, SpecializedTranslate | null>>()
  * is unavailable. The caller has checked that `f` is eligible for the fast path (x86, 8-byte entries, 4 or 5
  * levels with the architectural index split, no PDPTE registers, no protection keys).
  */
-export function specializeX86(f: PagingFormat, memory: FrameSource): SpecializedTranslate | null {
-  return compile(x86Source(f), memory);
+export function specializeX86(
+  f: PagingFormat,
+  memory: FrameSource,
+  lean = false,
+): SpecializedTranslate | null {
+  return compile(x86Source(f, lean), memory);
 }
 
 /**
@@ -59,8 +66,12 @@ export function specializeX86(f: PagingFormat, memory: FrameSource): Specialized
  * `translateFastEpt`), or null when code generation is unavailable. The caller has checked
  * eligibility.
  */
-export function specializeEpt(f: PagingFormat, memory: FrameSource): SpecializedTranslate | null {
-  return compile(eptSource(f), memory);
+export function specializeEpt(
+  f: PagingFormat,
+  memory: FrameSource,
+  lean = false,
+): SpecializedTranslate | null {
+  return compile(eptSource(f, lean), memory);
 }
 
 function compile(source: string, memory: FrameSource): SpecializedTranslate | null {
@@ -96,6 +107,9 @@ const hex = (n: number) => `0x${(n >>> 0).toString(16)}`;
 class Emitter {
   readonly lines: string[] = [];
 
+  /** `lean`: the path (levels, entry addresses, entry values) is not recorded. */
+  constructor(readonly lean: boolean) {}
+
   emit(s: string): void {
     this.lines.push(s);
   }
@@ -108,7 +122,7 @@ class Emitter {
   locals(): void {
     this.emit(`const fc = mem.currentFrameCache();`);
     this.emit(`const tags = fc.gfn, frames = fc.words, bases = fc.base, mask = fc.mask;`);
-    this.emit(`const halves = w.halves, wLevel = w.level, wAddr = w.entryAddr;`);
+    if (!this.lean) this.emit(`const halves = w.halves, wLevel = w.level, wAddr = w.entryAddr;`);
     this.emit(
       `let g = walker.rootGfn, all = -1, xd = 0, lo = 0, hi = 0, index = 0, slot = 0, at = 0, k = 0, words = null;`,
     );
@@ -122,6 +136,7 @@ class Emitter {
       `else { words = mem.frameWords(g); if (words === null) return 0; at = mem.frameBase + index * 2; }`,
     );
     this.emit(`lo = words[at] | 0; hi = words[at + 1] | 0;`);
+    if (this.lean) return;
     // w.lo[d], w.hi[d], w.newLo[d], w.newHi[d] (MAX_LEVELS = 5 words apart).
     this.emit(`wLevel[${d}] = ${l}; wAddr[${d}] = g * 4096 + index * 8;`);
     this.emit(`halves[${d}] = halves[${d + 10}] = lo; halves[${d + 5}] = halves[${d + 15}] = hi;`);
@@ -147,8 +162,8 @@ class Emitter {
   }
 }
 
-function x86Source(f: PagingFormat): string {
-  const e = new Emitter();
+function x86Source(f: PagingFormat, lean: boolean): string {
+  const e = new Emitter(lean);
   const above = 64 - f.addressBits;
   // The end of a successful walk whose leaf is at `level`, `depth` entries read.
   const finish = (level: number, depth: number) => {
@@ -161,7 +176,7 @@ function x86Source(f: PagingFormat): string {
     e.emit(`return (all & 0x20) !== 0 && ((access & 1) === 0 || (lo & 0x40) !== 0) ? 1 : 2;`);
   };
   e.emit(`"use strict";`);
-  e.head(`translateX86${f.levels}`);
+  e.head(`translateX86${f.levels}${lean ? "Lean" : ""}`);
   e.emit(`if ((vaHi << ${above}) >> ${above} !== (vaHi | 0)) return 0;`);
   e.locals();
   for (let l = f.levels, d = 0; l >= 1; l--, d++) {
@@ -187,8 +202,8 @@ function x86Source(f: PagingFormat): string {
   return e.source;
 }
 
-function eptSource(f: PagingFormat): string {
-  const e = new Emitter();
+function eptSource(f: PagingFormat, lean: boolean): string {
+  const e = new Emitter(lean);
   // With MBEC, user-execute (bit 10) counts as execute for the misconfiguration rules.
   const xu = f.mbec ? 0x400 : 0;
   const xwr = xu ? `(lo & 7) | ((lo & ${xu}) !== 0 ? 4 : 0)` : `lo & 7`;
@@ -218,7 +233,7 @@ function eptSource(f: PagingFormat): string {
     else badHi |= 1 << (i - 32);
   }
   e.emit(`"use strict";`);
-  e.head(`translateEpt${f.levels}`);
+  e.head(`translateEpt${f.levels}${lean ? "Lean" : ""}`);
   e.locals();
   for (let l = f.levels, d = 0; l >= 1; l--, d++) {
     e.read(l, d);

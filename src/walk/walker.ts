@@ -179,6 +179,8 @@ export class GuestWalker {
   private readonly fastEpt: boolean;
   /** `translateFast` / `translateFastEpt` compiled for this format (specialize.ts), or null. */
   private readonly fastSpecialized: SpecializedTranslate | null;
+  /** The same without the path record, for `walkAddress`; null when `fastSpecialized` is. */
+  private readonly fastLean: SpecializedTranslate | null;
   /** The format's reserved-bit masks for `translateFast`: [level * 4 + (leaf ? 2 : 0)] low, [+ 1] high. */
   private readonly rsvd = new Int32Array(24);
 
@@ -195,14 +197,10 @@ export class GuestWalker {
     const fastPath = config.fastPath ?? "specialized";
     this.fast = fastPath !== "off" && fastEligible(memory, config.format, config);
     this.fastEpt = fastPath !== "off" && fastEptEligible(memory, config.format);
-    this.fastSpecialized =
-      fastPath !== "specialized"
-        ? null
-        : this.fast
-          ? specializeX86(config.format, memory)
-          : this.fastEpt
-            ? specializeEpt(config.format, memory)
-            : null;
+    const specialize =
+      fastPath !== "specialized" ? null : this.fast ? specializeX86 : this.fastEpt ? specializeEpt : null;
+    this.fastSpecialized = specialize?.(config.format, memory) ?? null;
+    this.fastLean = specialize?.(config.format, memory, true) ?? null;
     for (let k = 0; k < 12; k++) {
       this.rsvd[k * 2] = config.format.rsvdLo[k];
       this.rsvd[k * 2 + 1] = config.format.rsvdHi[k];
@@ -241,6 +239,22 @@ export class GuestWalker {
       if (w.accessedCount === 0 || this.commitAccessedDirty(w) || attempt === MAX_RETRIES) return ok;
       this.retries++;
     }
+  }
+
+  /**
+   * `walk` for callers that need only where an address goes (the guest-table references of a
+   * 2-D walk): a plain success with nothing to commit fills the result fields of `w`
+   * (address, pageShift, effective, pkey, depth, fault, reason) but not its path (level,
+   * entryAddr, lo/hi/newLo/newHi keep older values); anything else is a full `walk`.
+   */
+  walkAddress(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
+    if (
+      this.fastLean !== null &&
+      this.psc === null &&
+      this.fastLean(this, this.memory, vaHi | 0, vaLo | 0, access, w) === FAST_CLEAN
+    )
+      return true;
+    return this.walk(vaHi, vaLo, access, w);
   }
 
   /** Step 1: the pure walk (see the file comment). Never writes memory. */
