@@ -256,6 +256,7 @@ export {
   REGION_TEXT,
   type SimOp,
   TOUCH_KINDS,
+  TouchBatch,
 } from "./sim/program.js";
 export { Prng } from "./sim/random.js";
 export { formatJson, formatSvg, formatTable, reportTitle } from "./sim/report.js";

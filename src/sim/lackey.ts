@@ -23,8 +23,8 @@
 
 import { closeSync, openSync, readSync } from "node:fs";
 import { basename } from "node:path";
-import { PROT_EXEC, PROT_READ, PROT_WRITE } from "../guest/os.js";
-import type { Program, ProgramEnv, SimOp } from "./program.js";
+import { PROT_EXEC, PROT_READ, PROT_WRITE, type TouchKind } from "../guest/os.js";
+import { type Program, type ProgramEnv, type SimOp, TouchBatch } from "./program.js";
 
 export const TRACE_INSTR = 0;
 export const TRACE_LOAD = 1;
@@ -328,10 +328,8 @@ export interface TraceProgramOptions {
   quantum?: number;
 }
 
-/** Touch kind codes (TOUCH_KINDS) per trace kind: I fetch, L read, S write, M read then write. */
-const KINDS: readonly (readonly number[])[] = [[2], [0], [1], [0, 1]];
-/** Accesses per `touches` batch. */
-const BATCH = 4096;
+/** Touches per trace kind: I fetch, L read, S write, M read then write. */
+const KINDS: readonly (readonly TouchKind[])[] = [["fetch"], ["read"], ["write"], ["read", "write"]];
 const RWX = PROT_READ | PROT_WRITE | PROT_EXEC;
 
 /**
@@ -378,37 +376,26 @@ export function traceProgram(traces: readonly LackeyTrace[], o: TraceProgramOpti
         }
       }
       const next = traces.map(() => 0);
-      const region = new Int32Array(BATCH);
-      const offset = new Float64Array(BATCH);
-      const kind = new Uint8Array(BATCH);
+      const batches = traces.map((_, t) => new TouchBatch(t));
       for (let live = traces.length; live > 0; ) {
         for (let t = 0; t < traces.length; t++) {
           const a = traces[t].accesses;
           if (next[t] >= a.count) continue;
           if (traces.length > 1) yield { op: "switch", proc: t, cpu: 0 };
           const regions = ls[t].regions;
+          const b = batches[t];
           const stop = Math.min(a.count, next[t] + quantum);
-          let count = 0;
           for (let i = next[t]; i < stop; i++) {
             const start = a.address[i];
             const end = start + a.size[i];
             for (let at = start; at < end; at = (Math.floor(at / 4096) + 1) * 4096) {
               const vpn = Math.floor(at / 4096);
               const r = findRegion(regions, vpn);
-              const off = (vpn - regions[r].firstVpn) * 4096 + ((at % 4096) & ~3);
-              for (const k of KINDS[a.kind[i]]) {
-                if (count === BATCH) {
-                  yield { op: "touches", proc: t, region, offset, kind, count };
-                  count = 0;
-                }
-                region[count] = r;
-                offset[count] = off;
-                kind[count] = k;
-                count++;
-              }
+              const offset = (vpn - regions[r].firstVpn) * 4096 + ((at % 4096) & ~3);
+              for (const kind of KINDS[a.kind[i]]) if (b.add(r, offset, kind)) yield b.take();
             }
           }
-          if (count > 0) yield { op: "touches", proc: t, region, offset, kind, count };
+          if (b.count > 0) yield b.take();
           next[t] = stop;
           if (stop === a.count) {
             yield { op: "exit", proc: t };

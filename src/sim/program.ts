@@ -95,6 +95,63 @@ export interface Program {
   ops(env: ProgramEnv): Iterable<SimOp>;
 }
 
+/** The code of each touch kind in a `touches` batch (the index in TOUCH_KINDS). */
+const KIND_CODE: Readonly<Record<TouchKind, number>> = { read: 0, write: 1, fetch: 2 };
+
+/**
+ * Collects one process's touches into `touches` operations, for programs written as
+ * generators:
+ *
+ * ```ts
+ * const b = new TouchBatch(proc);
+ * for (const off of offsets) if (b.add(region, off, "read")) yield b.take();
+ * if (b.count > 0) yield b.take();
+ * ```
+ *
+ * `take` hands out the batch and empties it; the arrays are reused, which is safe because
+ * the runner reads a batch before it asks for the next operation.
+ */
+export class TouchBatch {
+  readonly region: Int32Array;
+  readonly offset: Float64Array;
+  readonly kind: Uint8Array;
+  count = 0;
+
+  constructor(
+    readonly proc: number,
+    readonly cpu?: number,
+    capacity = 4096,
+  ) {
+    this.region = new Int32Array(capacity);
+    this.offset = new Float64Array(capacity);
+    this.kind = new Uint8Array(capacity);
+  }
+
+  /** Adds a touch; returns true when the batch is full and must be taken before the next. */
+  add(region: number, offset: number, kind: TouchKind): boolean {
+    const i = this.count++;
+    this.region[i] = region;
+    this.offset[i] = offset;
+    this.kind[i] = KIND_CODE[kind];
+    return this.count === this.kind.length;
+  }
+
+  /** The touches added since the last `take`, as one operation. */
+  take(): SimOp {
+    const op: SimOp = {
+      op: "touches",
+      proc: this.proc,
+      region: this.region,
+      offset: this.offset,
+      kind: this.kind,
+      count: this.count,
+    };
+    if (this.cpu !== undefined) op.cpu = this.cpu;
+    this.count = 0;
+    return op;
+  }
+}
+
 /**
  * The operations of a stream with every `touches` batch expanded into its `touch`
  * operations (the same run: a batch is defined as its expansion). For inspecting a

@@ -18,7 +18,7 @@
  */
 
 import { PROT_EXEC, PROT_READ, PROT_WRITE, type TouchKind } from "../guest/os.js";
-import { type Program, REGION_DATA, REGION_STACK, REGION_TEXT, type SimOp } from "./program.js";
+import { type Program, REGION_DATA, REGION_STACK, REGION_TEXT, type SimOp, TouchBatch } from "./program.js";
 import { Prng } from "./random.js";
 
 export interface WorkloadOptions {
@@ -64,7 +64,7 @@ function program(name: string, cpus: number, ramPages: number, gen: () => Genera
     get opCount(): number {
       if (count === undefined) {
         count = 0;
-        for (const _ of gen()) count++;
+        for (const op of gen()) count += op.op === "touches" ? (op.count ?? op.offset.length) : 1;
       }
       return count;
     },
@@ -173,15 +173,20 @@ export const database: Workload = {
       const pool = 0;
       yield { op: "spawn", proc: db };
       yield { op: "mmap", proc: db, region: pool, pages, prot: RW };
+      const b = new TouchBatch(db, 0);
       // Load the table: every page written once.
-      for (let p = 0; p < pages; p++) yield* touch(db, pool, p * 4096 + rng.int(1024) * 4, "write");
+      for (let p = 0; p < pages; p++) if (b.add(pool, p * 4096 + rng.int(1024) * 4, "write")) yield b.take();
       for (let i = 0; i < lookups; i++) {
-        if (i === lookups >> 1) yield { op: "age", proc: db };
+        if (i === lookups >> 1) {
+          if (b.count > 0) yield b.take();
+          yield { op: "age", proc: db };
+        }
         // Index pages (the first 1/16th) are hot; rows anywhere.
         const hot = rng.chance(0.25);
         const p = hot ? rng.int(Math.max(1, pages >> 4)) : rng.int(pages);
-        yield* touch(db, pool, p * 4096 + rng.int(1024) * 4, rng.chance(0.3) ? "write" : "read");
+        if (b.add(pool, p * 4096 + rng.int(1024) * 4, rng.chance(0.3) ? "write" : "read")) yield b.take();
       }
+      if (b.count > 0) yield b.take();
       yield { op: "exit", proc: db };
     });
   },
@@ -248,12 +253,14 @@ export const stream: Workload = {
       yield { op: "mmap", proc: s, region: a, pages: bytes / 4096, prot: RW, huge: true };
       // Start at a random cache line so seeds differ.
       const start = rng.int(stride / 4) * 4;
-      for (let off = start; off < bytes; off += stride) yield* touch(s, a, off, "write");
-      for (let off = start; off < bytes; off += stride) yield* touch(s, a, off, "read");
+      const b = new TouchBatch(s, 0);
+      for (let off = start; off < bytes; off += stride) if (b.add(a, off, "write")) yield b.take();
+      for (let off = start; off < bytes; off += stride) if (b.add(a, off, "read")) yield b.take();
       for (let off = start; off < bytes; off += stride) {
-        yield* touch(s, a, off, "read");
-        yield* touch(s, a, off, "write");
+        if (b.add(a, off, "read")) yield b.take();
+        if (b.add(a, off, "write")) yield b.take();
       }
+      if (b.count > 0) yield b.take();
       yield { op: "exit", proc: s };
     });
   },

@@ -3,7 +3,7 @@ import { guestLayout } from "../../src/guest/layout.js";
 import { PROT_READ, PROT_WRITE } from "../../src/guest/os.js";
 import { cyclesOf, DEFAULT_COSTS } from "../../src/sim/cost.js";
 import { parseLackey, readLackeyFile, traceProgram } from "../../src/sim/lackey.js";
-import { expandTouches, type Program, type SimOp } from "../../src/sim/program.js";
+import { expandTouches, type Program, REGION_DATA, type SimOp, TouchBatch } from "../../src/sim/program.js";
 import {
   ALL_MMUS,
   nativeFrom,
@@ -158,6 +158,22 @@ describe("runProgram", () => {
       expect(a.checks).toBeGreaterThan(1);
       expect(progress[0]).toEqual(progress[1]);
     }
+  });
+
+  it("TouchBatch collects touches into batches that expand to them", () => {
+    const b = new TouchBatch(3, 1, 2);
+    expect(b.add(0, 8, "read")).toBe(false);
+    expect(b.add(REGION_DATA, 12, "fetch")).toBe(true);
+    const first = [...expandTouches([b.take()])];
+    expect(b.count).toBe(0);
+    b.add(5, 16, "write");
+    expect(first).toEqual([
+      { op: "touch", proc: 3, region: 0, offset: 8, kind: "read", cpu: 1 },
+      { op: "touch", proc: 3, region: REGION_DATA, offset: 12, kind: "fetch", cpu: 1 },
+    ]);
+    expect([...expandTouches([b.take()])]).toEqual([
+      { op: "touch", proc: 3, region: 5, offset: 16, kind: "write", cpu: 1 },
+    ]);
   });
 
   it("refuses malformed touches batches, naming the access", () => {
