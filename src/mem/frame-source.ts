@@ -61,7 +61,9 @@ export interface FrameCache {
 
 /**
  * A frame cache that holds nothing: for sources whose `frameWords` is already a cheap, side-
- * effect-free lookup (host memory), so walkers over them can take the same fast path.
+ * effect-free lookup (host memory), so walkers over them can take the same fast path. A
+ * source hands it out always or never: walkers compile their fast path for such a source
+ * without the probe (src/walk/specialize.ts).
  */
 export const EMPTY_FRAME_CACHE: FrameCache = Object.freeze({
   mask: 0,

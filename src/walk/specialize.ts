@@ -18,7 +18,7 @@
  */
 
 import type { PagingFormat } from "../arch/format.js";
-import type { FrameSource } from "../mem/frame-source.js";
+import { EMPTY_FRAME_CACHE, type FrameSource } from "../mem/frame-source.js";
 import type { Walk } from "./walk.js";
 
 /** What a specialised walk reads from its walker on every call. */
@@ -58,7 +58,7 @@ export function specializeX86(
   memory: FrameSource,
   lean = false,
 ): SpecializedTranslate | null {
-  return compile(x86Source(f, lean), memory);
+  return compile(x86Source(f, lean, hasCache(memory)), memory);
 }
 
 /**
@@ -71,7 +71,12 @@ export function specializeEpt(
   memory: FrameSource,
   lean = false,
 ): SpecializedTranslate | null {
-  return compile(eptSource(f, lean), memory);
+  return compile(eptSource(f, lean, hasCache(memory)), memory);
+}
+
+/** Whether `memory` has a frame cache to probe (a source hands out EMPTY_FRAME_CACHE always or never). */
+function hasCache(memory: FrameSource): boolean {
+  return memory.currentFrameCache?.() !== EMPTY_FRAME_CACHE;
 }
 
 function compile(source: string, memory: FrameSource): SpecializedTranslate | null {
@@ -107,8 +112,15 @@ const hex = (n: number) => `0x${(n >>> 0).toString(16)}`;
 class Emitter {
   readonly lines: string[] = [];
 
-  /** `lean`: the path (levels, entry addresses, entry values) is not recorded. */
-  constructor(readonly lean: boolean) {}
+  /**
+   * `lean`: the path (levels, entry addresses, entry values) is not recorded. `cached`: the
+   * memory has a frame cache to probe (false: it hands out EMPTY_FRAME_CACHE, and every read
+   * goes to `frameWords` directly).
+   */
+  constructor(
+    readonly lean: boolean,
+    readonly cached: boolean,
+  ) {}
 
   emit(s: string): void {
     this.lines.push(s);
@@ -120,8 +132,10 @@ class Emitter {
   }
 
   locals(): void {
-    this.emit(`const fc = mem.currentFrameCache();`);
-    this.emit(`const tags = fc.gfn, frames = fc.words, bases = fc.base, mask = fc.mask;`);
+    if (this.cached) {
+      this.emit(`const fc = mem.currentFrameCache();`);
+      this.emit(`const tags = fc.gfn, frames = fc.words, bases = fc.base, mask = fc.mask;`);
+    }
     if (!this.lean) this.emit(`const halves = w.halves, wLevel = w.level, wAddr = w.entryAddr;`);
     this.emit(
       `let g = walker.rootGfn, all = -1, xd = 0, lo = 0, hi = 0, index = 0, slot = 0, at = 0, k = 0, words = null;`,
@@ -130,11 +144,16 @@ class Emitter {
 
   /** Reads level `l`'s entry (path index `d`) into lo/hi through the frame cache and records it. */
   read(l: number, d: number): void {
-    this.emit(`index = ${indexOf(l)}; slot = g & mask;`);
-    this.emit(`if (tags[slot] === g) { words = frames[slot]; at = bases[slot] + index * 2; }`);
-    this.emit(
-      `else { words = mem.frameWords(g); if (words === null) return 0; at = mem.frameBase + index * 2; }`,
-    );
+    if (this.cached) {
+      this.emit(`index = ${indexOf(l)}; slot = g & mask;`);
+      this.emit(`if (tags[slot] === g) { words = frames[slot]; at = bases[slot] + index * 2; }`);
+      this.emit(
+        `else { words = mem.frameWords(g); if (words === null) return 0; at = mem.frameBase + index * 2; }`,
+      );
+    } else {
+      this.emit(`index = ${indexOf(l)}; words = mem.frameWords(g);`);
+      this.emit(`if (words === null) return 0; at = mem.frameBase + index * 2;`);
+    }
     this.emit(`lo = words[at] | 0; hi = words[at + 1] | 0;`);
     if (this.lean) return;
     // w.lo[d], w.hi[d], w.newLo[d], w.newHi[d] (MAX_LEVELS = 5 words apart).
@@ -162,8 +181,8 @@ class Emitter {
   }
 }
 
-function x86Source(f: PagingFormat, lean: boolean): string {
-  const e = new Emitter(lean);
+function x86Source(f: PagingFormat, lean: boolean, cached: boolean): string {
+  const e = new Emitter(lean, cached);
   const above = 64 - f.addressBits;
   // The end of a successful walk whose leaf is at `level`, `depth` entries read.
   const finish = (level: number, depth: number) => {
@@ -202,8 +221,8 @@ function x86Source(f: PagingFormat, lean: boolean): string {
   return e.source;
 }
 
-function eptSource(f: PagingFormat, lean: boolean): string {
-  const e = new Emitter(lean);
+function eptSource(f: PagingFormat, lean: boolean, cached: boolean): string {
+  const e = new Emitter(lean, cached);
   // With MBEC, user-execute (bit 10) counts as execute for the misconfiguration rules.
   const xu = f.mbec ? 0x400 : 0;
   const xwr = xu ? `(lo & 7) | ((lo & ${xu}) !== 0 ? 4 : 0)` : `lo & 7`;
