@@ -112,6 +112,7 @@ export class NestedFrameSource implements FrameSource {
     return EMPTY_FRAME_CACHE;
   }
 
+  /** See FrameSource.rewind: replays the reads since `reset()`, so call `reset()` before each walk. */
   rewind(): void {
     this.cursor = 0;
   }
