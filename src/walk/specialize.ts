@@ -1,13 +1,16 @@
 /**
- * Specialised fast paths: for an x86 4/5-level format, the walker's fast path (see
- * `GuestWalker.translateFast`) is generated as JavaScript source with the format's facts as
- * literals (each level's index bits, reserved-bit masks for table and leaf entries, which
- * levels may map large pages, the XD mask) and the levels unrolled, then compiled once per
- * distinct format with `new Function`. What that removes from every walk: the level loop
- * and its index arithmetic, the reserved-mask table loads, the large-page test at levels
- * that cannot map a page, and the variable stores into the `Walk` record's arrays (each
- * level's slots are constants). It is the same walk: every check, every record field and
- * the FAST_* outcome are those of `translateFast`, which a differential test holds it to.
+ * Specialised fast paths: for an x86 4/5-level or an EPT format, the walker's fast path (see
+ * `GuestWalker.translateFast` and `translateFastEpt`) is generated as JavaScript source with
+ * the format's facts as literals (each level's index bits, reserved-bit masks for table and
+ * leaf entries, which levels may map large pages, the XD mask, the EPT misconfiguration
+ * table as bit masks) and the levels unrolled, then compiled once per distinct format and
+ * class of memory with `new Function`. What that removes from every walk: the level loop and
+ * its index arithmetic, the mask-table loads, the large-page test at levels that cannot map
+ * a page, the variable stores into the `Walk` record's arrays (each level's slots are
+ * constants) and, for memories without a frame cache (host memory, the 2-D walk's view),
+ * the cache probe. It is the same walk: every check, every record field and the FAST_*
+ * outcome are those of the generic fast path, which differential tests hold it to
+ * (test/walk/x86-fast-path.test.ts, test/walk/ept-fast-path.test.ts).
  *
  * A lean variant records no path (for `GuestWalker.walkAddress`: callers that need only
  * where an address goes).
@@ -49,9 +52,10 @@ export type SpecializedTranslate = (
 const compiled = new WeakMap<object, Map<string, SpecializedTranslate | null>>();
 
 /**
- * The specialised fast path for `f` over memories like `memory`, or null when code generation
- * is unavailable. The caller has checked that `f` is eligible for the fast path (x86, 8-byte entries, 4 or 5
- * levels with the architectural index split, no PDPTE registers, no protection keys).
+ * The specialised fast path for `f` over memories like `memory`, or null when code
+ * generation is unavailable. The caller has checked that `f` is eligible for the fast path
+ * (x86, 8-byte entries, 4 or 5 levels with the architectural index split, no PDPTE
+ * registers, no protection keys).
  */
 export function specializeX86(
   f: PagingFormat,
@@ -126,11 +130,12 @@ class Emitter {
     this.lines.push(s);
   }
 
-  /** The function head: the frame cache and the record's arrays in locals. */
+  /** The function head (the generated source returns the walk function). */
   head(name: string): void {
     this.emit(`return function ${name}(walker, mem, vaHi, vaLo, access, w) {`);
   }
 
+  /** The frame cache and the record's arrays in locals, and the walk's variables. */
   locals(): void {
     if (this.cached) {
       this.emit(`const fc = mem.currentFrameCache();`);
