@@ -6,17 +6,67 @@
  * rule, so a kernel or MMU bug that maps the wrong frame shows up as a mismatch.
  */
 
+/** Distinct words a record keeps as a list before it switches to a whole page. */
+const SPARSE_MAX = 16;
+
 /**
  * The words of one virtual page as the process stored them, shared between processes until
- * one writes. Dense (a page's 1024 words): the guest's own frame holds as much, and a load
- * costs one array read instead of a hash lookup.
+ * one writes. Sparse while few words were written (word indices and values in two short
+ * lists: most pages of most workloads see a handful of stores, and a list costs far less to
+ * make than a page); dense past SPARSE_MAX words (all 1024, one array read per load).
  */
 export class PageRecord {
   refs = 1;
-  readonly words: Uint32Array;
+  /** Sparse form: word indices and their values (null once dense). */
+  private keys: number[] | null;
+  private vals: number[] | null;
+  /** Dense form (null while sparse). */
+  private words: Uint32Array | null;
 
-  constructor(words?: Uint32Array) {
-    this.words = words ? words.slice() : new Uint32Array(1024);
+  constructor(from?: PageRecord) {
+    if (from === undefined) {
+      this.keys = [];
+      this.vals = [];
+      this.words = null;
+    } else {
+      this.keys = from.keys?.slice() ?? null;
+      this.vals = from.vals?.slice() ?? null;
+      this.words = from.words?.slice() ?? null;
+    }
+  }
+
+  get(word: number): number {
+    const words = this.words;
+    if (words !== null) return words[word];
+    const keys = this.keys!;
+    for (let i = 0; i < keys.length; i++) if (keys[i] === word) return this.vals![i];
+    return 0;
+  }
+
+  set(word: number, value: number): void {
+    const words = this.words;
+    if (words !== null) {
+      words[word] = value;
+      return;
+    }
+    const keys = this.keys!;
+    const vals = this.vals!;
+    for (let i = 0; i < keys.length; i++)
+      if (keys[i] === word) {
+        vals[i] = value;
+        return;
+      }
+    if (keys.length < SPARSE_MAX) {
+      keys.push(word);
+      vals.push(value);
+      return;
+    }
+    const dense = new Uint32Array(1024);
+    for (let i = 0; i < keys.length; i++) dense[keys[i]] = vals[i];
+    dense[word] = value;
+    this.words = dense;
+    this.keys = null;
+    this.vals = null;
   }
 }
 
@@ -55,7 +105,7 @@ export class ValueModel {
   /** The value a load of word `word` of page `vpn` must return. */
   expected(vpn: number, word: number): number {
     const r = this.record(vpn);
-    return r === undefined ? 0 : r.words[word];
+    return r === undefined ? 0 : r.get(word);
   }
 
   /** Records a store, breaking the record's sharing first. */
@@ -66,9 +116,9 @@ export class ValueModel {
       r = this.set(vpn, new PageRecord());
     } else if (r.refs > 1) {
       r.refs--;
-      r = this.set(vpn, new PageRecord(r.words));
+      r = this.set(vpn, new PageRecord(r));
     }
-    r.words[word] = value;
+    r.set(word, value);
   }
 
   /** Forgets pages [first, end) (munmap, exec, exit): they read as zero when mapped again. */

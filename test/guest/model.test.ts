@@ -1,6 +1,7 @@
 /**
- * The guest's value model and digest on their own: the record cache in front of the page
- * map against a plain map-of-maps reference over random stores, loads, drops and forks;
+ * The guest's value model and digest on their own: the records (sparse, then dense past 16
+ * words) and the record cache in front of the page map against a plain map-of-maps
+ * reference over random stores, loads, drops and forks;
  * the digest's sensitivity to every input bit; `Process.vmaAt`'s hint against a scan.
  */
 
@@ -28,7 +29,7 @@ const opArb: fc.Arbitrary<ModelOp> = fc.oneof(
       op: fc.constant("store" as const),
       m: fc.nat(7),
       v: fc.nat(VPNS.length - 1),
-      w: fc.nat(3),
+      w: fc.nat(23),
       value: fc.oneof(fc.constant(0), fc.nat(0xffffffff)),
     }),
   },
@@ -56,7 +57,7 @@ const opArb: fc.Arbitrary<ModelOp> = fc.oneof(
 describe("ValueModel", () => {
   it("matches a plain reference under stores, loads, drops and forks (cache conflicts included)", () => {
     fc.assert(
-      fc.property(fc.array(opArb, { maxLength: 200 }), (ops) => {
+      fc.property(fc.array(opArb, { maxLength: 300 }), (ops) => {
         const models = [new ValueModel()];
         const refs: Ref[] = [new Map()];
         for (const o of ops) {
@@ -65,12 +66,12 @@ describe("ValueModel", () => {
           const ref = refs[i];
           if (o.op === "store") {
             const vpn = VPNS[o.v];
-            m.store(vpn, o.w * 341, o.value);
+            m.store(vpn, o.w * 42, o.value);
             if (!ref.has(vpn)) ref.set(vpn, new Map());
-            ref.get(vpn)!.set(o.w * 341, o.value);
+            ref.get(vpn)!.set(o.w * 42, o.value);
           } else if (o.op === "load") {
             const vpn = VPNS[o.v];
-            expect(m.expected(vpn, o.w * 341)).toBe(ref.get(vpn)?.get(o.w * 341) ?? 0);
+            expect(m.expected(vpn, o.w * 42)).toBe(ref.get(vpn)?.get(o.w * 42) ?? 0);
           } else if (o.op === "drop") {
             const first = VPNS[o.v];
             m.drop(first, first + o.n);
@@ -82,11 +83,31 @@ describe("ValueModel", () => {
         }
         for (let i = 0; i < models.length; i++)
           for (const vpn of VPNS)
-            for (let w = 0; w < 4; w++)
-              expect(models[i].expected(vpn, w * 341)).toBe(refs[i].get(vpn)?.get(w * 341) ?? 0);
+            for (let w = 0; w < 24; w++)
+              expect(models[i].expected(vpn, w * 42)).toBe(refs[i].get(vpn)?.get(w * 42) ?? 0);
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("keeps every word when a page record goes from sparse to dense, before and after a fork", () => {
+    const a = new ValueModel();
+    const want = new Map<number, number>();
+    for (let i = 0; i < 40; i++) {
+      const word = (i * 37) % 1024;
+      a.store(9, word, i + 1);
+      want.set(word, i + 1);
+      for (const [w, v] of want) expect(a.expected(9, w)).toBe(v);
+      if (i === 10) {
+        // A child forked while the record is sparse goes dense on its own.
+        const b = a.fork();
+        for (let j = 0; j < 30; j++) b.store(9, 1000 - j, j + 100);
+        for (let j = 0; j < 30; j++) expect(b.expected(9, 1000 - j)).toBe(j + 100);
+        for (const [w, v] of want) expect(b.expected(9, w)).toBe(v);
+        expect(a.expected(9, 1000)).toBe(0);
+      }
+    }
+    expect(a.expected(9, 1)).toBe(0);
   });
 
   it("shares records across fork until a store breaks the sharing", () => {
