@@ -368,7 +368,7 @@ export function runProgram(program: Program, config: RunConfig, o: RunOptions = 
     return `touches access ${i}: proc ${op.proc}, region ${region}, offset ${op.offset[i]}, kind ${TOUCH_KINDS[op.kind[i]]}`;
   }
 
-  /** Bookkeeping after every operation (and after every access of a batch but its last). */
+  /** Bookkeeping after every operation (a batch: after each of its accesses). */
   function afterOp(): void {
     n++;
     if ((n & 255) === 0) {
