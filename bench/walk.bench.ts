@@ -156,7 +156,7 @@ const bench: Benchmark = {
     // For reference: the C memory model without GuestPhysical's frame cache, i.e. the model
     // the JS had before the cache was added (BENCHMARKS.md, before/after).
     const exeNoCache = ctx.compileC("walk.c", "walk-nocache", ["-DVMMU_NO_FRAME_CACHE"]);
-    // The C with the same restructuring as the JS (GuestWalker.translateFast transcribed):
+    // The C with the same restructuring as the JS (its fast path's structure transcribed):
     // the fair comparison for the JS as it is now; `exe` is the C reference as it was.
     const exeFast = ctx.compileC("walk.c", "walk-fast", ["-DWALK_FAST_PATH"]);
     const cArgs = [image, String(warmup), String(runs), ...listFiles];

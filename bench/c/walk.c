@@ -6,9 +6,11 @@
  * (canonical address, presence, reserved bits per level, leaf rules, permission table,
  * protection keys when enabled) and fills the same record.
  *
- * With -DWALK_FAST_PATH (the "walk-fast" executable) it also transcribes the JS fast path
- * (GuestWalker.translateFast, the frame-cache probe, the A/D-clean test), so the JS can be
- * compared with C of the same structure as well as with the reference as it was.
+ * With -DWALK_FAST_PATH (the "walk-fast" executable) it also transcribes the structure of the
+ * JS fast path (one loop over the levels, the frame-cache probe, the A/D-clean test; the
+ * generic GuestWalker.translateFast it was transcribed from has since been replaced by the
+ * fast path compiled per format, src/walk/specialize.ts, which does the same work), so the
+ * JS can be compared with C of the same structure as well as with the reference as it was.
  *
  * usage: walk IMAGE WARMUP RUNS LIST...   (prints JSON on stdout)
  * Per list: one cold `walk` pass (sets accessed/dirty flags), WARMUP passes of each variant,
@@ -245,7 +247,8 @@ static int translate_general(GuestWalker *wk, uint32_t va_hi, uint32_t va_lo, ui
 
 #ifdef WALK_FAST_PATH
 /*
- * GuestWalker.translateFast and its eligibility test (fastEligible), transcribed like the
+ * The fast path (transcribed from the generic GuestWalker.translateFast, now compiled per
+ * format in the JS) and its eligibility test (fastEligible), transcribed like the
  * rest; compiled in with -DWALK_FAST_PATH (the "walk-fast" executable), so the benchmark
  * measures the C both as it was (the general walk only) and with the same restructuring as
  * the JS. Returns 0 (not a plain success: walk again with translate), 1 (success, nothing

@@ -1,23 +1,26 @@
 /**
- * Specialised fast paths: for an x86 4/5-level or an EPT format, the walker's fast path (see
- * `GuestWalker.translateFast` and `translateFastEpt`) is generated as JavaScript source with
- * the format's facts as literals (each level's index bits, reserved-bit masks for table and
- * leaf entries, which levels may map large pages, the XD mask, the EPT misconfiguration
- * table as bit masks) and the levels unrolled, then compiled once per distinct format and
- * class of memory with `new Function`. What that removes from every walk: the level loop and
- * its index arithmetic, the mask-table loads, the large-page test at levels that cannot map
- * a page, the variable stores into the `Walk` record's arrays (each level's slots are
- * constants) and, for memories without a frame cache (host memory, the 2-D walk's view),
- * the cache probe. It is the same walk: every check, every record field and the FAST_*
- * outcome are those of the generic fast path, which differential tests hold it to
- * (test/walk/x86-fast-path.test.ts, test/walk/ept-fast-path.test.ts).
+ * The walker's fast path, compiled per format. For an x86 4/5-level or an EPT format, a
+ * walk that ends in a plain success is generated as JavaScript source with the format's
+ * facts as literals (each level's index bits, reserved-bit masks for table and leaf
+ * entries, which levels may map large pages, the XD mask, the EPT misconfiguration table as
+ * bit masks) and the levels unrolled, then compiled once per distinct format and class of
+ * memory with `new Function`. Per level it reads the entry (probing the memory's frame
+ * cache, or with `frameWords` for memories without one: host memory, the 2-D walk's view),
+ * records it in the `Walk` at constant slots, and checks presence and reserved bits (EPT:
+ * misconfigurations too); at the leaf it combines the rights, checks the permission table
+ * and fills the record as `translateGeneral` would. Anything else (a fault of any kind, a
+ * table outside RAM) returns FAST_NONE, having recorded only the path so far, and the
+ * walker walks again with `translateGeneral`, which is pure, so the outcome is the same.
+ * Differential tests
+ * hold it to the general path (test/walk/x86-fast-path.test.ts,
+ * test/walk/ept-fast-path.test.ts, test/hw/two-d-fast-path.test.ts).
  *
  * A lean variant records no path (for `GuestWalker.walkAddress`: callers that need only
  * where an address goes).
  *
  * Where code generation is forbidden (a browser page with a Content-Security-Policy
- * without 'unsafe-eval', `node --disallow-code-generation-from-strings`), `specializeX86`
- * returns null and the walker keeps its generic fast path.
+ * without 'unsafe-eval', `node --disallow-code-generation-from-strings`), the `specialize*`
+ * functions return null and every walk takes the general path: the same results, slower.
  */
 
 import type { PagingFormat } from "../arch/format.js";
@@ -31,9 +34,8 @@ export interface SpecializedWalker {
 }
 
 /**
- * `(walker, memory, vaHi, vaLo, access, w) → FAST_*`: the contract of `translateFast`
- * (0: not handled, the general path must walk; 1: success with nothing to commit; 2:
- * success, the accessed/dirty commit has work).
+ * `(walker, memory, vaHi, vaLo, access, w) → FAST_*`: 0, not handled (the general path must
+ * walk); 1, success with nothing to commit; 2, success, the accessed/dirty commit has work.
  */
 export type SpecializedTranslate = (
   walker: SpecializedWalker,
@@ -66,9 +68,9 @@ export function specializeX86(
 }
 
 /**
- * The specialised fast path for EPT format `f` over memories like `memory` (the contract of
- * `translateFastEpt`), or null when code generation is unavailable. The caller has checked
- * eligibility.
+ * The specialised fast path for EPT format `f` over memories like `memory`, or null when
+ * code generation is unavailable. The caller has checked eligibility (4 or 5 levels, the
+ * architectural index split).
  */
 export function specializeEpt(
   f: PagingFormat,

@@ -68,27 +68,24 @@ export interface WalkerConfig {
   /** CR0.WP: decides whether a key's write-disable binds supervisor writes. */
   wp: boolean;
   /**
-   * Which fast path plain successful walks take (the results are the same; this is for
-   * differential tests and for hosts that forbid code generation): "specialized" (the
-   * default: compiled for the format, specialize.ts, falling back to "generic" where `new
-   * Function` is unavailable), "generic" (`translateFast`, `translateFastEpt`), or "off"
-   * (`translateGeneral` only).
+   * Whether plain successful walks take the fast path compiled for the format
+   * (specialize.ts; default true). The results are the same without it: false is for
+   * differential tests. Where `new Function` is unavailable there is no fast path.
    */
-  fastPath?: "specialized" | "generic" | "off";
+  fastPath?: boolean;
 }
 
 const MAX_RETRIES = 16;
 
-/** `translateFast` outcomes. */
+/** Fast path outcomes (specialize.ts). */
 const FAST_NONE = 0; // not a plain success (or not handled): the general path must walk
 const FAST_CLEAN = 1; // success, every accessed flag (and the dirty flag a write needs) already set
 const FAST_COMMIT = 2; // success, the accessed/dirty commit has something to write
 
 /**
- * Whether `translateFast` may stand in for `translate` under this configuration: x86
- * 4/5-level paging (or AMD NPT) with the architectural address split, 8-byte entries, no
- * PDPTE registers, and no protection keys. The format's reserved-bit masks, large-page
- * levels and XD mask are still read as data; only the facts checked here are constants.
+ * Whether the compiled x86 fast path may stand in for `translate` under this configuration:
+ * x86 4/5-level paging (or AMD NPT) with the architectural address split, 8-byte entries,
+ * no PDPTE registers, and no protection keys, over a memory with `currentFrameCache`.
  */
 function fastEligible(memory: FrameSource, f: PagingFormat, config: WalkerConfig): boolean {
   if (
@@ -113,9 +110,8 @@ function fastEligible(memory: FrameSource, f: PagingFormat, config: WalkerConfig
 }
 
 /**
- * Whether `translateFastEpt` may stand in for `translate`: EPT with 4 or 5 levels (with or
- * without MBEC) over a memory that offers a frame cache. Reserved masks, the
- * misconfiguration table and large-page levels are read as data.
+ * Whether the compiled EPT fast path may stand in for `translate`: EPT with 4 or 5 levels
+ * (with or without A/D and MBEC) over a memory with `currentFrameCache`.
  */
 function fastEptEligible(memory: FrameSource, f: PagingFormat): boolean {
   const rights = f.mbec ? 0x407 : 7;
@@ -174,15 +170,13 @@ export class GuestWalker {
    * filled with each non-leaf entry used. Null (the default) for an uncached walk.
    */
   psc: PagingStructureCacheLike | null = null;
-  /** See `fastEligible` and `fastEptEligible`. */
-  private readonly fast: boolean;
-  private readonly fastEpt: boolean;
-  /** `translateFast` / `translateFastEpt` compiled for this format (specialize.ts), or null. */
-  private readonly fastSpecialized: SpecializedTranslate | null;
-  /** The same without the path record, for `walkAddress`; null when `fastSpecialized` is. */
+  /**
+   * The fast path compiled for this format and memory (specialize.ts; see `fastEligible`
+   * and `fastEptEligible`), or null: every walk takes `translateGeneral`.
+   */
+  private readonly fast: SpecializedTranslate | null;
+  /** The same without the path record, for `walkAddress`; null when `fast` is. */
   private readonly fastLean: SpecializedTranslate | null;
-  /** The format's reserved-bit masks for `translateFast`: [level * 4 + (leaf ? 2 : 0)] low, [+ 1] high. */
-  private readonly rsvd = new Int32Array(24);
 
   constructor(memory: FrameSource, config: WalkerConfig) {
     this.memory = memory;
@@ -194,17 +188,16 @@ export class GuestWalker {
     this.pkru = config.pkru >>> 0;
     this.pkrs = config.pkrs >>> 0;
     this.wp = config.wp;
-    const fastPath = config.fastPath ?? "specialized";
-    this.fast = fastPath !== "off" && fastEligible(memory, config.format, config);
-    this.fastEpt = fastPath !== "off" && fastEptEligible(memory, config.format);
-    const specialize =
-      fastPath !== "specialized" ? null : this.fast ? specializeX86 : this.fastEpt ? specializeEpt : null;
-    this.fastSpecialized = specialize?.(config.format, memory) ?? null;
-    this.fastLean = specialize?.(config.format, memory, true) ?? null;
-    for (let k = 0; k < 12; k++) {
-      this.rsvd[k * 2] = config.format.rsvdLo[k];
-      this.rsvd[k * 2 + 1] = config.format.rsvdHi[k];
-    }
+    const f = config.format;
+    const specialize = !(config.fastPath ?? true)
+      ? null
+      : fastEligible(memory, f, config)
+        ? specializeX86
+        : fastEptEligible(memory, f)
+          ? specializeEpt
+          : null;
+    this.fast = specialize?.(f, memory) ?? null;
+    this.fastLean = specialize?.(f, memory, true) ?? null;
   }
 
   /**
@@ -214,8 +207,8 @@ export class GuestWalker {
   walk(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
     // Small enough for V8 to inline into the caller: the steady state (a fast path success
     // with nothing to commit) returns here; the halves go on as int32 so they stay unboxed.
-    if ((this.fast || this.fastEpt) && this.psc === null) {
-      const r = this.fastAny(vaHi | 0, vaLo | 0, access, w);
+    if (this.fast !== null && this.psc === null) {
+      const r = this.fast(this, this.memory, vaHi | 0, vaLo | 0, access, w);
       if (r === FAST_CLEAN) return true;
       return this.walkRest(vaHi, vaLo, access, w, r);
     }
@@ -259,206 +252,11 @@ export class GuestWalker {
 
   /** Step 1: the pure walk (see the file comment). Never writes memory. */
   translate(vaHi: number, vaLo: number, access: number, w: Walk): boolean {
-    if (this.psc === null && (this.fast || this.fastEpt)) {
-      if (this.fastAny(vaHi | 0, vaLo | 0, access, w) !== FAST_NONE) return true;
+    if (this.fast !== null && this.psc === null) {
+      if (this.fast(this, this.memory, vaHi | 0, vaLo | 0, access, w) !== FAST_NONE) return true;
       this.memory.rewind?.();
     }
     return this.translateGeneral(vaHi, vaLo, access, w);
-  }
-
-  /** The fast path this walker has: specialised, generic x86 or EPT, or none (FAST_NONE). */
-  private fastAny(vaHi: number, vaLo: number, access: number, w: Walk): number {
-    if (this.fastSpecialized !== null) return this.fastSpecialized(this, this.memory, vaHi, vaLo, access, w);
-    if (this.fast) return this.translateFast(vaHi, vaLo, access, w);
-    if (this.fastEpt) return this.translateFastEpt(vaHi, vaLo, access, w);
-    return FAST_NONE;
-  }
-
-  /**
-   * `translateFast` for EPT (see `fastEptEligible`): the same contract. A plain success under
-   * the same checks as `translateGeneral` (presence, reserved bits, forbidden R/W/X and memory
-   * types, rights) fills `w` exactly as it would; anything else returns FAST_NONE.
-   * Its step (frame-cache probe, recording the entry) repeats `translateFast`'s on purpose:
-   * a shared helper would return two halves through an out-parameter with a call per level
-   * on the hottest loop, and the two differ in every check after the read.
-   */
-  private translateFastEpt(vaHi: number, vaLo: number, access: number, w: Walk): number {
-    const f = this.format;
-    const mem = this.memory;
-    const fc = mem.currentFrameCache!();
-    const tags = fc.gfn;
-    const frames = fc.words;
-    const bases = fc.base;
-    const mask = fc.mask;
-    const rsvd = this.rsvd;
-    const bad = f.eptBadBits;
-    const large = f.largeLevels;
-    const present = f.presentMask;
-    // With MBEC, user-execute (bit 10) counts as execute for the misconfiguration rules.
-    const xu = f.mbec ? 0x400 : 0;
-    const wLevel = w.level;
-    const wAddr = w.entryAddr;
-    const halves = w.halves;
-    let level = f.levels | 0;
-    let tableGfn = this.rootGfn;
-    let all = -1; // AND of the low halves: R, W, X (XU) and A of every level
-    let d = 0;
-    let lo = 0;
-    let hi = 0;
-    for (;;) {
-      const shift = level * 9 + 3;
-      const index = (level >= 4 ? vaHi >> (shift - 32) : (vaLo >>> shift) | (vaHi << (32 - shift))) & 0x1ff;
-      const slot = tableGfn & mask;
-      let words: Uint32Array | null;
-      let at: number;
-      if (tags[slot] === tableGfn) {
-        words = frames[slot];
-        at = bases[slot] + index * 2;
-      } else {
-        words = mem.frameWords(tableGfn);
-        if (words === null) return 0;
-        at = mem.frameBase + index * 2;
-      }
-      lo = words[at] | 0;
-      hi = words[at + 1] | 0;
-      wLevel[d] = level;
-      wAddr[d] = tableGfn * 4096 + index * 8;
-      halves[d] = halves[d + 10] = lo;
-      halves[d + 5] = halves[d + 15] = hi;
-      d++;
-      if ((lo & present) === 0) return 0; // not present: a violation
-      const leaf = level === 1 || ((large >>> level) & (lo >>> 7) & 1) !== 0;
-      const k = level * 4 + (leaf ? 2 : 0);
-      if ((lo & rsvd[k]) !== 0 || (hi & rsvd[k + 1]) !== 0) return 0;
-      const xwr = (lo & 7) | ((lo & xu) !== 0 ? 4 : 0);
-      if (bad[leaf ? (lo & 0x38) | xwr : xwr] !== 0) return 0; // a misconfiguration
-      all &= lo;
-      if (leaf) break;
-      tableGfn = (hi & 0xfffff) * 0x100000 + (lo >>> 12);
-      level--;
-    }
-    // R, W, X (supervisor X with MBEC) and, with MBEC, XU as bit 3 (EPT_EFF_*).
-    const eff = (all & 7) | ((all & xu) >>> 7);
-    if (((this.permFault[access & 0x1f] >>> eff) & 1) !== 0) return 0;
-    const pageShift = level * 9 + 3;
-    const offsetMask = (1 << pageShift) - 1;
-    const write = (access & 1) !== 0; // ACCESS_WRITE
-    w.vaHi = vaHi >>> 0;
-    w.vaLo = vaLo >>> 0;
-    w.access = access;
-    w.registerMask = 0;
-    w.missingMask = 0;
-    w.address =
-      (hi & 0xfffff) * 0x100000000 + ((lo & ~offsetMask & 0xfffff000) >>> 0) + ((vaLo & offsetMask) >>> 0);
-    w.pageShift = pageShift;
-    w.effective = eff;
-    w.pkey = (hi >>> 27) & 15;
-    w.fault = 0;
-    w.reason = 0;
-    w.errorCode = 0;
-    w.faultLevel = 0;
-    w.depth = d;
-    w.setDirty = write;
-    if (f.accessedMask === 0) {
-      w.accessedCount = 0;
-      return 1; // no EPT A/D flags: nothing to commit
-    }
-    w.accessedCount = d;
-    return (all & 0x100) !== 0 && (!write || (lo & 0x200) !== 0) ? 1 : 2;
-  }
-
-  /**
-   * The common case of `translate`: a successful walk under a configuration `fastEligible`
-   * accepts, with the PSC off (too big for V8 to inline, but a tight loop: BENCHMARKS.md). It performs the same checks
-   * (canonical address, presence, reserved bits per level and leaf kind, rights, permission
-   * table) and, on success, leaves `w` exactly as `translateGeneral` would. On anything
-   * else (a fault of any kind, a table outside RAM) it returns FAST_NONE and the caller
-   * walks again with `translateGeneral`, which is pure, so the result is the same. Returns
-   * FAST_CLEAN when `commitAccessedDirty` would find nothing to write.
-   */
-  private translateFast(vaHi: number, vaLo: number, access: number, w: Walk): number {
-    // Literals rather than the imported constants (FAST_*, FAULT_NONE, ACCESS_*): each use
-    // of an imported binding is a module-variable load and a hole check.
-    const f = this.format;
-    const mem = this.memory;
-    const bitsAbove = 64 - f.addressBits;
-    if ((vaHi << bitsAbove) >> bitsAbove !== (vaHi | 0)) return 0; // FAST_NONE
-    const fc = mem.currentFrameCache!();
-    const tags = fc.gfn;
-    const frames = fc.words;
-    const bases = fc.base;
-    const mask = fc.mask;
-    const rsvd = this.rsvd;
-    const large = f.largeLevels;
-    const wLevel = w.level;
-    const wAddr = w.entryAddr;
-    const halves = w.halves;
-    let level = f.levels | 0;
-    let tableGfn = this.rootGfn;
-    // AND of the low halves (R/W, U/S and A of every level), OR of the high halves (XD).
-    let all = -1;
-    let xd = 0;
-    let d = 0;
-    let lo = 0;
-    let hi = 0;
-    for (;;) {
-      const shift = level * 9 + 3;
-      // `>>`, not `>>>`: an int32 in both arms (the bits it differs in are masked off).
-      const index = (level >= 4 ? vaHi >> (shift - 32) : (vaLo >>> shift) | (vaHi << (32 - shift))) & 0x1ff;
-      const slot = tableGfn & mask;
-      let words: Uint32Array | null;
-      let at: number;
-      if (tags[slot] === tableGfn) {
-        words = frames[slot];
-        at = bases[slot] + index * 2;
-      } else {
-        // A miss (a conflict in the direct-mapped cache, or a first touch): the full lookup.
-        words = mem.frameWords(tableGfn);
-        if (words === null) return 0;
-        at = mem.frameBase + index * 2;
-      }
-      lo = words[at] | 0;
-      hi = words[at + 1] | 0;
-      wLevel[d] = level;
-      wAddr[d] = tableGfn * 4096 + index * 8;
-      // w.lo[d], w.hi[d], w.newLo[d], w.newHi[d] (MAX_LEVELS = 5 words apart).
-      halves[d] = halves[d + 10] = lo;
-      halves[d + 5] = halves[d + 15] = hi;
-      d++;
-      if ((lo & 1) === 0) return 0;
-      const leaf = level === 1 || ((large >>> level) & (lo >>> 7) & 1) !== 0;
-      const k = level * 4 + (leaf ? 2 : 0);
-      if ((lo & rsvd[k]) !== 0 || (hi & rsvd[k + 1]) !== 0) return 0;
-      all &= lo;
-      xd |= hi;
-      if (leaf) break;
-      tableGfn = (hi & 0xfffff) * 0x100000 + (lo >>> 12);
-      level--;
-    }
-    const eff = ((all >>> 1) & 3) | ((xd & f.xdMaskHi) === 0 ? 4 : 0);
-    if (((this.permFault[access & 0x1f] >>> eff) & 1) !== 0) return 0;
-    const pageShift = level * 9 + 3;
-    const offsetMask = (1 << pageShift) - 1;
-    const write = (access & 1) !== 0; // ACCESS_WRITE
-    w.vaHi = vaHi >>> 0;
-    w.vaLo = vaLo >>> 0;
-    w.access = access;
-    w.registerMask = 0;
-    w.missingMask = 0;
-    w.address =
-      (hi & 0xfffff) * 0x100000000 + ((lo & ~offsetMask & 0xfffff000) >>> 0) + ((vaLo & offsetMask) >>> 0);
-    w.pageShift = pageShift;
-    w.effective = eff;
-    w.pkey = (hi >>> 27) & 15;
-    w.fault = 0; // FAULT_NONE
-    w.reason = 0;
-    w.errorCode = 0;
-    w.faultLevel = 0;
-    w.depth = d;
-    w.accessedCount = d;
-    w.setDirty = write;
-    // FAST_CLEAN when every A (bit 5) is set, and D (bit 6) on the leaf if this is a write.
-    return (all & 0x20) !== 0 && (!write || (lo & 0x40) !== 0) ? 1 : 2;
   }
 
   /** `translate` for every configuration and outcome. */

@@ -39,26 +39,25 @@ function guest(mode: GuestMode, host: { cpu: string; tdp: object }) {
   return g;
 }
 
-function twoD(g: ReturnType<typeof guest>, fastPath: "specialized" | "off") {
+function twoD(g: ReturnType<typeof guest>, fastPath: boolean) {
   const frames = new NestedFrameSource(g.vm.mmu.walker, g.vm.host);
   const w = cpuWalker(frames, g.vcpu.cpuRole, g.regs.cr3);
-  const gw =
-    fastPath === "off"
-      ? Object.assign(
-          new GuestWalker(frames, {
-            format: w.format,
-            permFault: w.permFault,
-            fetchErrorBit: w.fetchErrorBit,
-            pke: w.pke,
-            pks: w.pks,
-            pkru: w.pkru,
-            pkrs: w.pkrs,
-            wp: w.wp,
-            fastPath: "off",
-          }),
-          { rootGfn: w.rootGfn },
-        )
-      : w;
+  const gw = !fastPath
+    ? Object.assign(
+        new GuestWalker(frames, {
+          format: w.format,
+          permFault: w.permFault,
+          fetchErrorBit: w.fetchErrorBit,
+          pke: w.pke,
+          pks: w.pks,
+          pkru: w.pkru,
+          pkrs: w.pkrs,
+          wp: w.wp,
+          fastPath: false,
+        }),
+        { rootGfn: w.rootGfn },
+      )
+    : w;
   return new TwoDimensionalWalk(gw, frames);
 }
 
@@ -95,7 +94,7 @@ describe.each(hosts)("2-D walk fast path on $name", (host) => {
           for (const d of damage) {
             const va = BASE + BigInt(d.page * 4096);
             // The entry's address, from a pure walk (the same in both guests).
-            const probe = twoD(a, "off");
+            const probe = twoD(a, false);
             probe.frames.reset();
             const path = probe.guest;
             probe.guestWalker!.translate(Number(va >> 32n), Number(va & 0xffffffffn), ACCESS_USER, path);
@@ -129,8 +128,8 @@ describe.each(hosts)("2-D walk fast path on $name", (host) => {
               g.vm.physical.write(addr + 4, 4, BigInt(nh >>> 0));
             }
           }
-          const fast = twoD(a, "specialized");
-          const slow = twoD(b, "off");
+          const fast = twoD(a, true);
+          const slow = twoD(b, false);
           for (const acc of accesses) {
             const va = BASE + BigInt(acc.page * 4096 + 8);
             const [hi, lo] = [Number(va >> 32n), Number(va & 0xffffffffn)];

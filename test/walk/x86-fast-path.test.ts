@@ -1,8 +1,7 @@
 /**
- * The x86 fast paths must be invisible: the specialised one (compiled per format,
- * src/walk/specialize.ts) and the generic one (`translateFast`) against the general walk,
- * over damaged page tables, random addresses and access descriptors, `walk` and
- * `translate`: the same records, results, retries and host memory
+ * The x86 fast path must be invisible: the one compiled per format (src/walk/specialize.ts)
+ * against the general walk, over damaged page tables, random addresses and access
+ * descriptors, `walk` and `translate`: the same records, results, retries and host memory
  * (bench/lib/fast-path-check.ts; `npx tsx bench/lib/fast-path-check.ts` runs it longer).
  */
 import { describe, expect, it } from "vitest";
@@ -10,11 +9,11 @@ import { checkFastPaths } from "../../bench/lib/fast-path-check.js";
 import { HostMemory, x86Format } from "../../src/index.js";
 import { specializeX86 } from "../../src/walk/specialize.js";
 
-describe("x86 fast paths", () => {
-  it("specialised and generic fast paths walk exactly like the general path", () => {
+describe("x86 fast path", () => {
+  it("the compiled fast path walks exactly like the general path", () => {
     const r = checkFastPaths(8, 2500);
     expect(r.walks).toBe(8 * 2500);
-    // Enough plain successes that the fast paths did the work, enough failures to exercise
+    // Enough plain successes that the fast path did the work, enough failures to exercise
     // the hand-over to the general path.
     expect(r.ok).toBeGreaterThan(r.walks / 10);
     expect(r.ok).toBeLessThan(r.walks * 0.9);
